@@ -1,0 +1,128 @@
+"""Wiring: settings → client, tracker, metrics, poller → scheduler and HTTP server; clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from exporter import __version__
+from exporter.config import Settings
+from exporter.letta.client import LettaClient
+from exporter.metrics import ExporterMetrics
+from exporter.poller import Poller, PollOptions
+from exporter.server import HttpServer, make_app
+from exporter.tracker import RunTracker
+
+log = logging.getLogger(__name__)
+SHUTDOWN_GRACE_SECONDS = 3.0
+
+# Series per run outcome already cost enough; the _created twins would double them for nothing.
+disable_created_metrics()
+
+
+@dataclass
+class Exporter:
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: ExporterMetrics
+    client: LettaClient
+    tracker: RunTracker
+    poller: Poller
+
+
+def build_exporter(settings: Settings) -> Exporter:
+    registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    metrics = ExporterMetrics(
+        registry,
+        agent_label=settings.agent_label,
+        max_agents=settings.max_agents,
+        ttft_buckets=settings.ttft_buckets,
+        duration_buckets=settings.duration_buckets,
+    )
+    client = LettaClient(
+        settings.base_url,
+        api_key=settings.api_key_value(),
+        timeout=settings.request_timeout,
+        max_retries=settings.max_retries,
+        max_requests_per_second=settings.max_requests_per_second,
+        observer=metrics,
+    )
+    tracker = RunTracker(overlap=settings.discovery_overlap, max_pending=settings.max_pending)
+    options = PollOptions(
+        page_size=settings.page_size,
+        concurrency=settings.concurrency,
+        enrich_usage=settings.enrich_usage,
+        enrich_metrics=settings.enrich_metrics,
+        enrich_steps=settings.enrich_steps,
+        agent_names=settings.agent_names and settings.agent_label,
+        backfill=settings.backfill,
+    )
+    poller = Poller(client, tracker, metrics, options)
+    return Exporter(settings, registry, metrics, client, tracker, poller)
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; then stop within a few seconds."""
+    stop = stop or asyncio.Event()
+    exporter = build_exporter(settings)
+    poller = exporter.poller
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    server = HttpServer(
+        make_app(exporter.registry, poller.ready.is_set), settings.listen_address, settings.port
+    ).start()
+    log.info(
+        "letta-exporter %s polling %s every %ss; serving http://%s:%d/metrics",
+        __version__, settings.base_url, settings.poll_interval, settings.listen_address, server.port,
+    )  # fmt: skip
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(
+        poller.tick,
+        "interval",
+        seconds=settings.poll_interval,
+        next_run_time=datetime.now(),
+        max_instances=1,  # ticks never overlap
+        coalesce=True,
+        misfire_grace_time=None,
+        id="poll",
+    )
+    scheduler.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        scheduler.shutdown(wait=False)
+        await _cancel_running_ticks()
+        server.stop()
+        await exporter.client.aclose()
+
+
+async def _cancel_running_ticks() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    if not tasks:
+        return
+    _, still_running = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+    for task in still_running:
+        task.cancel()
+    if still_running:
+        await asyncio.wait(still_running, timeout=1.0)

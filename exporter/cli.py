@@ -1,0 +1,129 @@
+"""Command line: ``letta-exporter [flags]`` runs the exporter; ``letta-exporter demo`` runs it against
+the built-in Letta simulator so a newcomer sees live metrics without a Letta account."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from pydantic_core import PydanticUndefined
+
+from exporter import __version__
+from exporter.config import LETTA_CLOUD_URL, ConfigError, Settings, env_name, flag_name, load_settings
+
+EXIT_CONFIG = 2
+log = logging.getLogger("exporter")
+
+
+def _default_text(name: str) -> str:
+    default = Settings.model_fields[name].default
+    if default is None or default is PydanticUndefined:
+        return "unset"
+    if isinstance(default, tuple):
+        return ",".join(f"{b:g}" for b in default)
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return str(default)
+
+
+def build_parser(prog: str = "letta-exporter", *, demo: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Run the Letta demo: a built-in Letta simulator plus the exporter polling it."
+            if demo
+            else "Prometheus exporter for Letta agent runs. Every flag can also be set by the "
+            "environment variable shown; flags win."
+        ),
+        epilog=None
+        if demo
+        else "Subcommand: 'letta-exporter demo --help' runs against a built-in simulator.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--version", action="version", version=f"letta-exporter {__version__}")
+    if demo:
+        parser.add_argument(
+            "--sim-rate", type=float, default=2.0, help="Simulated runs per second (default 2)."
+        )
+        parser.add_argument("--sim-agents", type=int, default=5, help="Simulated agents (default 5).")
+        parser.add_argument(
+            "--sim-port", type=int, default=0, help="Simulator port (default: any free port)."
+        )
+    for name, field in Settings.model_fields.items():
+        if demo and name in ("base_url", "api_key", "api_key_file"):
+            continue
+        help_text = f"{field.description} [env {env_name(name)}; default {_default_text(name)}]"
+        if field.annotation is bool:
+            parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag_name(name), metavar=name.split("_")[-1].upper(), help=help_text)
+    return parser
+
+
+def _overrides(namespace: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(namespace).items() if k in Settings.model_fields}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    demo = bool(argv) and argv[0] == "demo"
+    if demo:
+        argv = argv[1:]
+    parser = build_parser("letta-exporter demo" if demo else "letta-exporter", demo=demo)
+    namespace = parser.parse_args(argv)
+    overrides = _overrides(namespace)
+    if demo:
+        overrides.setdefault("poll_interval", "2")
+        overrides.setdefault("max_requests_per_second", "0")
+        overrides.setdefault("listen_address", "127.0.0.1")
+        overrides.update(base_url="http://127.0.0.1:1", api_key=None, api_key_file=None)  # replaced below
+    try:
+        settings = load_settings(overrides)
+        if not demo and settings.base_url == LETTA_CLOUD_URL and settings.api_key is None:
+            raise ConfigError(
+                f"invalid setting LETTA_API_KEY: required for Letta Cloud ({LETTA_CLOUD_URL}); set "
+                "LETTA_BASE_URL for a self-hosted server, or run 'letta-exporter demo'"
+            )
+    except ConfigError as exc:
+        print(f"letta-exporter: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from exporter.logsetup import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, [settings.api_key_value() or ""])
+    try:
+        if demo:
+            return _run_demo(settings, namespace)
+        asyncio.run(_serve(settings))
+    except OSError as exc:
+        # Port in use, address not available: a configuration problem the user can fix.
+        print(f"letta-exporter: cannot listen on {settings.listen_address}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    from exporter.app import serve
+
+    await serve(settings)
+
+
+def _run_demo(settings: Settings, namespace: argparse.Namespace) -> int:
+    from exporter.simulator import SimConfig, Simulator
+
+    sim = Simulator(SimConfig(agents=namespace.sim_agents, runs_per_second=namespace.sim_rate))
+    sim.start(host="127.0.0.1", port=namespace.sim_port)
+    try:
+        settings = settings.model_copy(update={"base_url": sim.base_url})
+        log.info("demo: simulated Letta at %s (%.1f runs/s, %d agents)", sim.base_url,
+                 namespace.sim_rate, namespace.sim_agents)  # fmt: skip
+        log.info("demo: open http://%s:%d/metrics", settings.listen_address, settings.port)
+        asyncio.run(_serve(settings))
+    finally:
+        sim.stop()
+    return 0

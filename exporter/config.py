@@ -1,0 +1,201 @@
+"""Settings (DESIGN §5): environment, a ``.env`` file, or command-line flags; flags win.
+
+Letta's own names (``LETTA_BASE_URL``, ``LETTA_API_KEY``) are read as they are; everything else is
+``LETTA_EXPORTER_*``. A bad value is reported as one line naming the setting; the key is a
+``SecretStr`` so neither ``repr`` nor a validation error can print it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
+
+LETTA_CLOUD_URL = "https://api.letta.com"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``1h`` or ``2d``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError("expected a duration such as 30, 90s, 15m, 1h or 2d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+def parse_buckets(value: Any) -> tuple[float, ...]:
+    if isinstance(value, str):
+        parts = [part for part in re.split(r"[,\s]+", value.strip()) if part]
+    else:
+        parts = list(value)
+    try:
+        buckets = tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        raise ValueError("expected comma-separated numbers of seconds") from None
+    if not buckets:
+        raise ValueError("needs at least one bucket")
+    if any(b <= 0 for b in buckets) or list(buckets) != sorted(set(buckets)):
+        raise ValueError("buckets must be positive and strictly increasing")
+    return buckets
+
+
+Seconds = Annotated[float, Field(ge=0)]
+Buckets = Annotated[tuple[float, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LETTA_EXPORTER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    base_url: str = Field(
+        LETTA_CLOUD_URL,
+        validation_alias=AliasChoices("LETTA_BASE_URL"),
+        description="Letta server to poll: Letta Cloud, or a self-hosted server such as http://localhost:8283.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("LETTA_API_KEY"),
+        description="Letta API key, sent as a bearer token. Never logged.",
+    )
+    api_key_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("LETTA_API_KEY_FILE"),
+        description="File holding the API key (a mounted secret); used when LETTA_API_KEY is unset.",
+    )
+    listen_address: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
+    port: int = Field(8284, ge=1, le=65535, description="Port for /metrics, /healthz and /readyz.")
+    poll_interval: float = Field(
+        10.0, gt=0, le=3600, description="Seconds between polls (fractions allowed)."
+    )
+    page_size: int = Field(100, ge=1, le=1000, description="Runs per list page (Letta allows 1..1000).")
+    concurrency: int = Field(4, ge=1, le=64, description="Letta requests in flight at once.")
+    request_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds before one Letta request times out."
+    )
+    max_retries: int = Field(
+        3, ge=0, le=10, description="Retries per request on 429, 5xx and transport errors."
+    )
+    max_requests_per_second: float = Field(
+        10.0, ge=0, description="Global cap on Letta requests per second (0 = no cap)."
+    )
+    discovery_overlap: Seconds = Field(
+        60.0, description="Seconds re-read behind the newest run each poll, to catch runs that appear late."
+    )
+    enrich_usage: bool = Field(
+        True, description="Read token usage (from steps when those are read, else /usage)."
+    )
+    enrich_metrics: bool = Field(True, description="Read /metrics per run (duration, step count, tools).")
+    enrich_steps: bool = Field(True, description="Read /steps per run (per-model tokens and step outcomes).")
+    agent_label: bool = Field(True, description="Label run metrics with agent_id.")
+    max_agents: int = Field(1000, ge=1, description="Distinct agent_id values before the rest share 'other'.")
+    agent_names: bool = Field(True, description="Look up agent names for letta_agent_info.")
+    backfill: Seconds = Field(
+        0.0, description="Count runs created this long before start-up (e.g. 1h); 0 = none."
+    )
+    state_file: Path | None = Field(None, description="File that keeps counts and progress across restarts.")
+    max_pending: int = Field(
+        10000, ge=1, description="Finished runs awaiting enrichment before the oldest are recorded as-is."
+    )
+    ttft_buckets: Buckets = Field(DEFAULT_TTFT_BUCKETS, description="TTFT histogram buckets, seconds.")
+    duration_buckets: Buckets = Field(
+        DEFAULT_DURATION_BUCKETS, description="Run duration histogram buckets, seconds."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_format: Literal["text", "json"] = Field("text", description="Log format: text, or json for machines.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("discovery_overlap", "backfill", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("ttft_buckets", "duration_buckets", mode="before")
+    @classmethod
+    def _buckets(cls, value: Any) -> tuple[float, ...]:
+        return parse_buckets(value)
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> Settings:
+        if self.api_key is None and self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"api_key_file: cannot read ({exc.strerror})") from None
+            if not key:
+                raise ValueError("api_key_file: file is empty")
+            self.api_key = SecretStr(key)
+        return self
+
+    def api_key_value(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key is not None else None
+
+
+def env_name(field_name: str) -> str:
+    field = Settings.model_fields[field_name]
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        for choice in alias.choices:
+            if isinstance(choice, str) and choice.isupper():
+                return choice
+    return f"LETTA_EXPORTER_{field_name.upper()}"
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+class ConfigError(Exception):
+    """One line naming the setting and what is wrong with it."""
+
+
+def describe_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = first.get("loc") or ()
+    message = str(first.get("msg", "invalid"))
+    if loc:
+        name = str(loc[0])
+    elif ":" in message:
+        # Model-level checks name their field in the message ("api_key_file: ...").
+        name, _, message = message.removeprefix("Value error, ").partition(":")
+    else:
+        name = "configuration"
+    message = message.removeprefix("Value error, ").strip()
+    if name in Settings.model_fields:
+        return f"invalid setting {env_name(name)} ({flag_name(name)}): {message}"
+    return f"invalid setting {name}: {message}"
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc)) from None

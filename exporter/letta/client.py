@@ -1,0 +1,264 @@
+"""Read-only async client for Letta's Runs API.
+
+Only ever sends GET. Each call is retried with exponential backoff and full jitter on 429, 5xx
+(except 501, which means "not supported here") and transport errors, honouring ``Retry-After``.
+Every attempt is counted by endpoint and code. The API key travels only in the Authorization
+header and never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from exporter import __version__
+from exporter.letta.errors import (
+    LettaError,
+    LettaHTTPError,
+    LettaMalformedResponse,
+    LettaNotFound,
+    LettaNotImplemented,
+    LettaTransportError,
+)
+from exporter.letta.models import Agent, Run, RunMetrics, Step, UsageStatistics
+from exporter.letta.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"letta-exporter/{__version__} (+https://github.com/letta-exporter/letta-exporter)"
+MAX_DETAIL_CHARS = 200
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class RequestObserver(Protocol):
+    def observe_request(self, endpoint: str, code: str, seconds: float) -> None: ...
+
+    def observe_malformed(self, endpoint: str) -> None: ...
+
+
+class _NullObserver:
+    def observe_request(self, endpoint: str, code: str, seconds: float) -> None:
+        pass
+
+    def observe_malformed(self, endpoint: str) -> None:
+        pass
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def _detail(response: httpx.Response) -> str:
+    """A short, printable reason from an error body: Letta's ``detail`` is a string or a list."""
+    try:
+        body = response.json()
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+    except (ValueError, UnicodeDecodeError):
+        detail = response.text
+    text = " ".join(str(detail).split())
+    return text[:MAX_DETAIL_CHARS]
+
+
+class LettaClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff_base: float = 0.25,
+        backoff_max: float = 30.0,
+        max_requests_per_second: float = 0.0,
+        observer: RequestObserver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        )
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.limiter = RateLimiter(max_requests_per_second)
+        self.observer: RequestObserver = observer or _NullObserver()
+        self._sleep = sleep
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> LettaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+
+    async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
+        """GET ``path`` and decode JSON, retrying what is worth retrying."""
+        attempt = 0
+        while True:
+            await self.limiter.acquire()
+            started = time.perf_counter()
+            delay: float | None = None
+            try:
+                response = await self._http.get(path, params=params)
+            except httpx.TimeoutException as exc:
+                self.observer.observe_request(endpoint, "timeout", time.perf_counter() - started)
+                error: LettaError = LettaTransportError(endpoint, f"timed out ({type(exc).__name__})")
+            except httpx.TransportError as exc:
+                self.observer.observe_request(endpoint, "transport_error", time.perf_counter() - started)
+                error = LettaTransportError(endpoint, f"transport error ({type(exc).__name__})")
+            else:
+                self.observer.observe_request(
+                    endpoint, str(response.status_code), time.perf_counter() - started
+                )
+                if response.is_success:
+                    try:
+                        return response.json()
+                    except (ValueError, UnicodeDecodeError):
+                        self.observer.observe_malformed(endpoint)
+                        error = LettaMalformedResponse(endpoint, "body is not JSON")
+                else:
+                    status = response.status_code
+                    detail = _detail(response)
+                    if status == 404:
+                        raise LettaNotFound(endpoint, status, detail)
+                    if status == 501:
+                        raise LettaNotImplemented(endpoint, status, detail)
+                    error = LettaHTTPError(endpoint, status, detail)
+                    if not error.retryable:
+                        raise error
+                    delay = _retry_after_seconds(response)
+            if attempt >= self.max_retries:
+                raise error
+            wait = min(delay, self.backoff_max) if delay is not None else self._backoff(attempt)
+            log.debug("retrying %s in %.2fs after: %s", endpoint, wait, error)
+            attempt += 1
+            await self._sleep(wait)
+
+    async def _get_model(self, endpoint: str, path: str, model: type[ModelT], params: Any = None) -> ModelT:
+        body = await self._get_json(endpoint, path, params)
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            self.observer.observe_malformed(endpoint)
+            raise LettaMalformedResponse(endpoint, _validation_summary(exc)) from None
+
+    async def _get_list(
+        self, endpoint: str, path: str, model: type[ModelT], params: Any = None
+    ) -> list[ModelT]:
+        body = await self._get_json(endpoint, path, params)
+        if not isinstance(body, list):
+            self.observer.observe_malformed(endpoint)
+            raise LettaMalformedResponse(endpoint, f"expected a list, got {type(body).__name__}")
+        items: list[ModelT] = []
+        for raw in body:
+            try:
+                items.append(model.model_validate(raw))
+            except ValidationError as exc:
+                # One broken item must not hide the rest of the page; it is counted and skipped.
+                self.observer.observe_malformed(endpoint)
+                log.warning("%s: skipped an item: %s", endpoint, _validation_summary(exc))
+        return items
+
+    # -- Runs API ----------------------------------------------------------------------------
+
+    async def list_runs_page(
+        self, *, limit: int, before: str | None = None, active: bool = False
+    ) -> list[Run]:
+        """One page of runs, newest first. ``before`` is the last (oldest) run ID of the previous page.
+
+        Newest-first paging with ``before`` is the combination a real Letta server (0.16.8) was seen
+        to answer correctly; ``order=asc`` with ``after`` returned nothing there.
+        """
+        params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", limit)]
+        if before:
+            params.append(("before", before))
+        if active:
+            params.append(("active", "true"))
+        return await self._get_list("list_runs", "/v1/runs/", Run, params)
+
+    async def iter_runs(self, *, page_size: int, active: bool = False) -> AsyncIterator[list[Run]]:
+        """Pages of runs, newest first, until a short page; the caller stops early when it has enough."""
+        before: str | None = None
+        seen_cursors: set[str] = set()
+        while True:
+            page = await self.list_runs_page(limit=page_size, before=before, active=active)
+            yield page
+            if len(page) < page_size:
+                return
+            before = page[-1].id
+            if before in seen_cursors:
+                # A server that ignores the cursor would loop forever; stop and say so.
+                raise LettaMalformedResponse("list_runs", f"cursor {before} did not advance")
+            seen_cursors.add(before)
+
+    async def retrieve_run(self, run_id: str) -> Run:
+        return await self._get_model("retrieve_run", f"/v1/runs/{run_id}", Run)
+
+    async def run_usage(self, run_id: str) -> UsageStatistics:
+        return await self._get_model("retrieve_usage_for_run", f"/v1/runs/{run_id}/usage", UsageStatistics)
+
+    async def run_metrics(self, run_id: str) -> RunMetrics:
+        return await self._get_model("retrieve_metrics_for_run", f"/v1/runs/{run_id}/metrics", RunMetrics)
+
+    async def run_steps(self, run_id: str, *, page_size: int = 1000) -> list[Step]:
+        steps: list[Step] = []
+        after: str | None = None
+        while True:
+            params: list[tuple[str, str | int]] = [("order", "asc"), ("limit", page_size)]
+            if after:
+                params.append(("after", after))
+            page = await self._get_list("list_steps_for_run", f"/v1/runs/{run_id}/steps", Step, params)
+            steps.extend(page)
+            if len(page) < page_size or not page[-1].id or page[-1].id == after:
+                return steps
+            after = page[-1].id
+
+    async def run_trace(self, run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+        body = await self._get_json("retrieve_trace_for_run", f"/v1/runs/{run_id}/trace", [("limit", limit)])
+        if not isinstance(body, list):
+            self.observer.observe_malformed("retrieve_trace_for_run")
+            raise LettaMalformedResponse("retrieve_trace_for_run", "expected a list of spans")
+        return [row for row in body if isinstance(row, dict)]
+
+    async def retrieve_agent(self, agent_id: str) -> Agent:
+        return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Agent)
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return f"{exc.error_count()} invalid field(s), first {where or '<root>'}: {first.get('msg', '')}"[:300]

@@ -1,0 +1,189 @@
+"""Typed views of the Letta Runs API responses.
+
+Models are deliberately lenient: Letta adds fields and enum values over time, and real servers
+return shapes the spec does not promise (naive timestamps, unlisted fields, nulls everywhere).
+Unknown fields are kept, enums are plain strings, and every figure the exporter does not strictly
+need is optional.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+ACTIVE_STATUSES = ("created", "running")
+
+KNOWN_STATUSES = ("created", "running", "completed", "failed", "cancelled")
+KNOWN_STOP_REASONS = (
+    "end_turn",
+    "error",
+    "llm_api_error",
+    "invalid_llm_response",
+    "invalid_tool_call",
+    "max_steps",
+    "max_tokens_exceeded",
+    "no_tool_call",
+    "tool_rule",
+    "cancelled",
+    "insufficient_credits",
+    "requires_approval",
+    "context_window_overflow_in_system_prompt",
+)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Letta writes ``completed_at`` without a zone while ``created_at`` has one; both are UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=False)
+
+
+def _non_negative_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 else None
+
+
+class Run(_Lenient):
+    id: str
+    status: str = "created"
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    agent_id: str | None = None
+    conversation_id: str | None = None
+    background: bool | None = None
+    metadata: dict[str, Any] | None = None
+    stop_reason: str | None = None
+    callback_url: str | None = None
+    callback_sent_at: datetime | None = None
+    callback_status_code: int | None = None
+    callback_error: str | None = None
+    ttft_ns: int | None = None
+    total_duration_ns: int | None = None
+
+    _utc = field_validator("created_at", "completed_at", "callback_sent_at")(as_utc)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> str:
+        return str(value).lower() if value is not None else "created"
+
+    @field_validator("stop_reason", mode="before")
+    @classmethod
+    def _stop_reason(cls, value: Any) -> str | None:
+        # Letta has sent both the bare enum and a LettaStopReason-like object over its history.
+        if isinstance(value, dict):
+            value = value.get("stop_reason")
+        return str(value) if value is not None else None
+
+    @field_validator("ttft_ns", "total_duration_ns", "callback_status_code", mode="before")
+    @classmethod
+    def _ints(cls, value: Any) -> int | None:
+        return _non_negative_int(value)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class PromptTokenDetails(_Lenient):
+    cached_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+
+
+class CompletionTokenDetails(_Lenient):
+    reasoning_tokens: int | None = None
+
+
+class UsageStatistics(_Lenient):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    prompt_tokens_details: PromptTokenDetails | None = None
+    completion_tokens_details: CompletionTokenDetails | None = None
+
+
+class RunMetrics(_Lenient):
+    id: str | None = None
+    agent_id: str | None = None
+    project_id: str | None = None
+    run_start_ns: int | None = None
+    run_ns: int | None = None
+    num_steps: int | None = None
+    tools_used: list[str] | None = None
+    template_id: str | None = None
+    base_template_id: str | None = None
+
+    @field_validator("run_ns", "num_steps", "run_start_ns", mode="before")
+    @classmethod
+    def _ints(cls, value: Any) -> int | None:
+        return _non_negative_int(value)
+
+    @field_validator("tools_used", mode="before")
+    @classmethod
+    def _tools(cls, value: Any) -> list[str] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            return None
+        return [str(item) for item in value if item is not None]
+
+
+class Step(_Lenient):
+    id: str | None = None
+    run_id: str | None = None
+    agent_id: str | None = None
+    provider_name: str | None = None
+    model: str | None = None
+    model_handle: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    prompt_tokens_details: PromptTokenDetails | None = None
+    completion_tokens_details: CompletionTokenDetails | None = None
+    stop_reason: str | None = None
+    status: str | None = None
+    trace_id: str | None = None
+    error_type: str | None = None
+    messages: list[Any] = Field(default_factory=list)
+
+    _stop_reason = field_validator("stop_reason", mode="before")(Run._stop_reason.__func__)  # type: ignore[attr-defined]
+
+    @field_validator(
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        mode="before",
+    )
+    @classmethod
+    def _ints(cls, value: Any) -> int | None:
+        return _non_negative_int(value)
+
+    @property
+    def model_label(self) -> str:
+        return self.model or self.model_handle or "unknown"
+
+
+class Agent(_Lenient):
+    id: str
+    name: str | None = None

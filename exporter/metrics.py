@@ -1,0 +1,254 @@
+"""The metric contract (DESIGN §3) on the exporter's own registry, and how a run outcome is recorded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.labels import NONE, AgentLabeler, free_label
+from exporter.outcome import TOKEN_TYPES, RunOutcome
+
+# vLLM's TTFT buckets (1 ms .. 2560 s); LLM first tokens range from tens of ms to minutes.
+DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+# OpenTelemetry GenAI's gen_ai.invoke_agent.duration doubling from 0.1 s, carried on to ~55 min so a
+# long agent loop does not pin p95 at the top bucket.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = tuple(round(0.1 * 2**k, 1) for k in range(16))
+DEFAULT_STEP_BUCKETS: tuple[float, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 75, 100, 200)
+API_LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+POLL_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+# Status/stop-reason pairs Letta produces, pre-created at zero so rate() and absent() work from start.
+EXPECTED_OUTCOMES: tuple[tuple[str, str], ...] = (
+    ("completed", "end_turn"),
+    ("completed", "max_steps"),
+    ("completed", "no_tool_call"),
+    ("completed", "tool_rule"),
+    ("completed", "requires_approval"),
+    ("completed", "max_tokens_exceeded"),
+    ("failed", "error"),
+    ("failed", "llm_api_error"),
+    ("failed", "invalid_llm_response"),
+    ("failed", "invalid_tool_call"),
+    ("failed", "insufficient_credits"),
+    ("failed", "context_window_overflow_in_system_prompt"),
+    ("failed", NONE),
+    ("cancelled", "cancelled"),
+)
+
+
+@dataclass
+class LiveState:
+    """What the last tick saw in flight; the scrape computes ages from it, so they keep growing."""
+
+    active: dict[tuple[str, str], int] = field(default_factory=dict)
+    oldest_active_created_at: float | None = None
+    agent_names: dict[str, str] = field(default_factory=dict)
+    exporter_up: bool = False
+
+
+class LiveCollector(Collector):
+    """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear."""
+
+    def __init__(self, agent_label: bool) -> None:
+        self.state = LiveState()
+        self.agent_label = agent_label
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        state = self.state
+        labels = ["agent_id", "status"] if self.agent_label else ["status"]
+        active = GaugeMetricFamily(
+            "letta_active_runs", "Runs in flight (created or running) at the last poll.", labels=labels
+        )
+        for (agent, status), count in sorted(state.active.items()):
+            active.add_metric([agent, status] if self.agent_label else [status], count)
+        yield active
+
+        age = GaugeMetricFamily(
+            "letta_active_run_max_age_seconds",
+            "Age of the oldest run still in flight (0 when none): a growing value means a stuck run.",
+        )
+        oldest = state.oldest_active_created_at
+        age.add_metric([], max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+        yield age
+
+        info = GaugeMetricFamily(
+            "letta_agent_info",
+            "Agent names, always 1; join with * on(agent_id) group_left(agent_name).",
+            labels=["agent_id", "agent_name"],
+        )
+        for agent_id, name in sorted(state.agent_names.items()):
+            info.add_metric([agent_id, name], 1)
+        yield info
+
+        up = GaugeMetricFamily("letta_exporter_up", "1 when the last poll reached Letta, else 0.")
+        up.add_metric([], 1 if state.exporter_up else 0)
+        yield up
+
+
+class ExporterMetrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        agent_label: bool = True,
+        max_agents: int = 1000,
+        ttft_buckets: Sequence[float] = DEFAULT_TTFT_BUCKETS,
+        duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
+        step_buckets: Sequence[float] = DEFAULT_STEP_BUCKETS,
+    ) -> None:
+        self.registry = registry
+        self.agent_label = agent_label
+        self.agents = AgentLabeler(max_agents)
+        self._initialised_agents: set[str] = set()
+        agent = ["agent_id"] if agent_label else []
+
+        self.runs = Counter(
+            "letta_runs", "Finished runs by outcome, each counted once.",
+            [*agent, "status", "stop_reason"], registry=registry,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            "letta_run_ttft_seconds", "Time to first token of finished runs that report one.",
+            agent, buckets=ttft_buckets, registry=registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "letta_run_duration_seconds", "Wall time of finished runs.",
+            [*agent, "status"], buckets=duration_buckets, registry=registry,
+        )  # fmt: skip
+        self.steps_per_run = Histogram(
+            "letta_run_steps", "Agent steps per finished run.", agent, buckets=step_buckets, registry=registry
+        )
+        self.run_tokens = Counter(
+            "letta_run_tokens", "Tokens used by finished runs, by type.", [*agent, "type"], registry=registry
+        )
+        self.step_tokens = Counter(
+            "letta_step_tokens", "Tokens used by the steps of finished runs, by model and type.",
+            ["model", "type"], registry=registry,
+        )  # fmt: skip
+        self.steps = Counter(
+            "letta_steps", "Steps of finished runs by model, step status and stop reason.",
+            ["model", "status", "stop_reason"], registry=registry,
+        )  # fmt: skip
+        self.tool_calls = Counter(
+            "letta_run_tool_calls", "Tools used by finished runs (tool ID, or name where resolved).",
+            ["tool"], registry=registry,
+        )  # fmt: skip
+        self.callbacks = Counter(
+            "letta_run_callbacks", "Run completion callbacks by outcome.", ["outcome"], registry=registry
+        )
+
+        self.live = LiveCollector(agent_label)
+        registry.register(self.live)
+        Info("letta_exporter_build", "Exporter build.", registry=registry).info({"version": __version__})
+        self.api_requests = Counter(
+            "letta_exporter_api_requests", "Requests to the Letta API by endpoint and HTTP code "
+            "(or 'timeout' / 'transport_error' when no HTTP answer came).",
+            ["endpoint", "code"], registry=registry,
+        )  # fmt: skip
+        self.api_latency = Histogram(
+            "letta_exporter_api_request_duration_seconds", "Latency of Letta API requests.",
+            ["endpoint"], buckets=API_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.api_malformed = Counter(
+            "letta_exporter_api_malformed_responses", "Letta replies whose body could not be read.",
+            ["endpoint"], registry=registry,
+        )  # fmt: skip
+        self.poll_duration = Histogram(
+            "letta_exporter_poll_duration_seconds", "Time one poll tick took.",
+            buckets=POLL_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.poll_errors = Counter(
+            "letta_exporter_poll_errors",
+            "Poll phases that failed after retries.",
+            ["phase"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "letta_exporter_last_successful_poll_timestamp_seconds",
+            "Unix time of the last poll that reached Letta.", registry=registry,
+        )  # fmt: skip
+        self.tracked = Gauge(
+            "letta_exporter_tracked_runs", "Runs the exporter holds: in flight or awaiting enrichment.",
+            registry=registry,
+        )  # fmt: skip
+        self.pending = Gauge(
+            "letta_exporter_pending_enrichment_runs", "Finished runs whose enrichment is still being read.",
+            registry=registry,
+        )  # fmt: skip
+        self.enrichment_failures = Counter(
+            "letta_exporter_enrichment_failures", "Enrichment reads that failed and will be retried.",
+            ["source"], registry=registry,
+        )  # fmt: skip
+        self.enrichment_given_up = Counter(
+            "letta_exporter_enrichment_given_up", "Runs recorded without a source after its retries ran out.",
+            ["source"], registry=registry,
+        )  # fmt: skip
+        self.runs_lost = Counter(
+            "letta_exporter_runs_lost", "Runs that vanished (deleted) before their outcome could be read.",
+            registry=registry,
+        )  # fmt: skip
+
+        for phase in ("discover", "track", "enrich"):
+            self.poll_errors.labels(phase)
+        if not agent_label:
+            for status, reason in EXPECTED_OUTCOMES:
+                self.runs.labels(status, reason)
+            for token_type in TOKEN_TYPES:
+                self.run_tokens.labels(token_type)
+
+    def agent(self, agent_id: str | None) -> list[str]:
+        """The agent part of a label set: empty when the agent label is off."""
+        if not self.agent_label:
+            return []
+        label = self.agents.label(agent_id)
+        if label not in self._initialised_agents:
+            self._initialised_agents.add(label)
+            for status, reason in EXPECTED_OUTCOMES:
+                self.runs.labels(label, status, reason)
+            for token_type in TOKEN_TYPES:
+                self.run_tokens.labels(label, token_type)
+        return [label]
+
+    def record(self, outcome: RunOutcome) -> None:
+        """Record one finished run. Synchronous and exception-free by construction: called once."""
+        agent = self.agent(outcome.agent_id)
+        self.runs.labels(*agent, outcome.status, outcome.stop_reason).inc()
+        if outcome.ttft_seconds is not None:
+            self.ttft.labels(*agent).observe(outcome.ttft_seconds)
+        if outcome.duration_seconds is not None:
+            self.duration.labels(*agent, outcome.status).observe(outcome.duration_seconds)
+        if outcome.num_steps is not None:
+            self.steps_per_run.labels(*agent).observe(outcome.num_steps)
+        for token_type, count in outcome.run_tokens.items():
+            if count:
+                self.run_tokens.labels(*agent, token_type).inc(count)
+        for (model, token_type), count in outcome.step_tokens.items():
+            self.step_tokens.labels(model, token_type).inc(count)
+        for (model, status, reason), count in outcome.steps.items():
+            self.steps.labels(model, status, reason).inc(count)
+        for tool, count in outcome.tool_calls.items():
+            self.tool_calls.labels(tool).inc(count)
+        if outcome.callback is not None:
+            self.callbacks.labels(outcome.callback).inc()
+
+    def observe_request(self, endpoint: str, code: str, seconds: float) -> None:
+        self.api_requests.labels(endpoint, code).inc()
+        self.api_latency.labels(endpoint).observe(seconds)
+
+    def observe_malformed(self, endpoint: str) -> None:
+        self.api_malformed.labels(endpoint).inc()
+
+    def set_agent_names(self, names: dict[str, str]) -> None:
+        self.live.state.agent_names = {
+            agent_id: free_label(name)
+            for agent_id, name in names.items()
+            if self.agents.is_admitted(agent_id)
+        }
