@@ -1,0 +1,1 @@
+"""Reading Letta: typed models and a read-only client for the Runs API."""
