@@ -15,7 +15,6 @@ from prometheus_client import (
     GCCollector,
     PlatformCollector,
     ProcessCollector,
-    disable_created_metrics,
 )
 
 from exporter import __version__
@@ -28,9 +27,6 @@ from exporter.tracker import RunTracker
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 3.0
-
-# Series per run outcome already cost enough; the _created twins would double them for nothing.
-disable_created_metrics()
 
 
 @dataclass

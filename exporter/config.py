@@ -145,14 +145,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _key_from_file(self) -> Settings:
-        if self.api_key is None and self.api_key_file is not None:
+        if self.api_key_file is not None:
+            # Checked even when LETTA_API_KEY wins: a mount that is not there is a deployment bug.
             try:
                 key = self.api_key_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(f"api_key_file: cannot read ({exc.strerror})") from None
             if not key:
                 raise ValueError("api_key_file: file is empty")
-            self.api_key = SecretStr(key)
+            if self.api_key is None:
+                self.api_key = SecretStr(key)
         return self
 
     def api_key_value(self) -> str | None:

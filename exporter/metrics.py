@@ -6,13 +6,16 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.labels import NONE, AgentLabeler, free_label
 from exporter.outcome import TOKEN_TYPES, RunOutcome
+
+# Series per run outcome already cost enough; the _created twins would double them for nothing.
+disable_created_metrics()
 
 # vLLM's TTFT buckets (1 ms .. 2560 s); LLM first tokens range from tens of ms to minutes.
 DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (

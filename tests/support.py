@@ -1,0 +1,192 @@
+"""Shared test helpers: ground truth from the simulator in the exporter's vocabulary, metric reads,
+free ports, and running the real exporter process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.labels import enum_label
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.1, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@dataclass
+class Expected:
+    """What the exporter should show for a set of finished runs, keyed as its metrics are labelled."""
+
+    runs: Counter = field(default_factory=Counter)  # (agent, status, stop_reason)
+    duration_count: Counter = field(default_factory=Counter)  # (agent, status)
+    duration_sum: dict = field(default_factory=dict)
+    ttft_count: Counter = field(default_factory=Counter)  # agent
+    ttft_sum: dict = field(default_factory=dict)
+    steps_count: Counter = field(default_factory=Counter)
+    steps_sum: Counter = field(default_factory=Counter)
+    run_tokens: Counter = field(default_factory=Counter)  # (agent, type)
+    step_tokens: Counter = field(default_factory=Counter)  # (model, type)
+    steps_total: Counter = field(default_factory=Counter)  # (model, status, stop_reason)
+
+
+def expected_from_truth(truth: Iterable) -> Expected:
+    exp = Expected()
+    for run in truth:
+        agent, status = run.agent_id, run.status
+        exp.runs[(agent, status, enum_label(run.stop_reason))] += 1
+        exp.duration_count[(agent, status)] += 1
+        exp.duration_sum[(agent, status)] = exp.duration_sum.get((agent, status), 0.0) + (
+            run.total_duration_ns / 1e9
+        )
+        if run.ttft_ns is not None:
+            exp.ttft_count[agent] += 1
+            exp.ttft_sum[agent] = exp.ttft_sum.get(agent, 0.0) + run.ttft_ns / 1e9
+        exp.steps_count[agent] += 1
+        exp.steps_sum[agent] += run.num_steps
+        for step in run.steps:
+            tokens = {
+                "prompt": step.prompt_tokens,
+                "completion": step.completion_tokens,
+                "cached": step.cached_tokens,
+                "cache_read": step.cache_read_tokens,
+                "cache_creation": step.cache_creation_tokens,
+                "reasoning": step.reasoning_tokens,
+            }
+            for token_type, count in tokens.items():
+                if count:
+                    exp.run_tokens[(agent, token_type)] += count
+                    exp.step_tokens[(step.model, token_type)] += count
+            exp.steps_total[(step.model, enum_label(step.status), enum_label(step.stop_reason))] += 1
+    return exp
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def registry_samples(registry: CollectorRegistry) -> Samples:
+    samples: Samples = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def select(samples: Samples, name: str, keys: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+    """Sum samples of ``name`` grouped by the label ``keys`` (zero-valued groups dropped)."""
+    out: Counter = Counter()
+    for (sample_name, labels), value in samples.items():
+        if sample_name != name:
+            continue
+        as_dict = dict(labels)
+        out[tuple(as_dict.get(k, "") for k in keys)] += value
+    return {k: v for k, v in out.items() if v}
+
+
+def assert_matches_truth(samples: Samples, truth: list) -> None:
+    exp = expected_from_truth(truth)
+    flat = lambda c: {(k if isinstance(k, tuple) else (k,)): v for k, v in c.items() if v}  # noqa: E731
+    assert select(samples, "letta_runs_total", ("agent_id", "status", "stop_reason")) == flat(exp.runs)
+    assert select(samples, "letta_run_duration_seconds_count", ("agent_id", "status")) == flat(
+        exp.duration_count
+    )
+    durations = select(samples, "letta_run_duration_seconds_sum", ("agent_id", "status"))
+    assert durations.keys() == flat(exp.duration_sum).keys()
+    for key, value in flat(exp.duration_sum).items():
+        assert abs(durations[key] - value) < 1e-6 * max(1.0, value), key
+    assert select(samples, "letta_run_ttft_seconds_count", ("agent_id",)) == flat(exp.ttft_count)
+    ttft = select(samples, "letta_run_ttft_seconds_sum", ("agent_id",))
+    for key, value in flat(exp.ttft_sum).items():
+        assert abs(ttft[key] - value) < 1e-6 * max(1.0, value), key
+    assert select(samples, "letta_run_steps_count", ("agent_id",)) == flat(exp.steps_count)
+    assert select(samples, "letta_run_steps_sum", ("agent_id",)) == flat(exp.steps_sum)
+    assert select(samples, "letta_run_tokens_total", ("agent_id", "type")) == flat(exp.run_tokens)
+    assert select(samples, "letta_step_tokens_total", ("model", "type")) == flat(exp.step_tokens)
+    assert select(samples, "letta_steps_total", ("model", "status", "stop_reason")) == flat(exp.steps_total)
+
+
+def runs_counted(samples: Samples) -> float:
+    return sum(select(samples, "letta_runs_total", ()).values())
+
+
+class ExporterProcess:
+    """The real exporter as a child process (``python -m exporter``), logs captured to a file."""
+
+    def __init__(self, tmp_path: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log_path = tmp_path / f"exporter-{self.port}.log"
+        self.args = [sys.executable, "-m", "exporter", *args, "--listen-address", "127.0.0.1",
+                     "--port", str(self.port)]  # fmt: skip
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LETTA")}
+        self.env.update(env or {})
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait_until: str = "/readyz") -> ExporterProcess:
+        """Start and wait until ``wait_until`` answers 200 (``/healthz``: only that it serves)."""
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log)
+        wait_for(lambda: self.answers(wait_until), timeout=20, what=f"exporter {wait_until}")
+        return self
+
+    def answers(self, path: str) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"exporter exited with {self.proc.returncode}: {self.logs()[-2000:]}")
+        try:
+            return httpx.get(self.url + path, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def scrape(self) -> Samples:
+        return parse_metrics(httpx.get(self.url + "/metrics", timeout=5).text)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode

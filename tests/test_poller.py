@@ -1,0 +1,283 @@
+"""Run lifecycle against the simulator over real loopback HTTP, one tick at a time.
+
+Each test drives ``Poller.tick`` directly (no scheduler) so the moments between polls are chosen by
+the test; the server, client, tracker and metrics are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from exporter.app import build_exporter
+from exporter.config import Settings
+from exporter.simulator import SimConfig, Simulator
+from tests.support import assert_matches_truth, registry_samples, runs_counted, select
+
+QUICK = dict(duration_range=(0.05, 0.3), late_visibility_fraction=0.0, write_lag_fraction=0.0)
+
+
+@pytest.fixture
+def sim_factory() -> Iterator:
+    started: list[Simulator] = []
+
+    def make(**config: object) -> Simulator:
+        options = {"seed": 7, "agents": 3, **QUICK, **config}
+        sim = Simulator(SimConfig(**options)).start(host="127.0.0.1", port=0)
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+def make_exporter(sim: Simulator, **settings: object):
+    base = dict(base_url=sim.base_url, max_requests_per_second=0, discovery_overlap=5, page_size=50)
+    return build_exporter(Settings(**{**base, **settings}))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def ticks(exporter, count: int, pause: float = 0.0) -> None:
+    for _ in range(count):
+        await exporter.poller.tick()
+        if pause:
+            await asyncio.sleep(pause)
+
+
+async def settle(exporter, sim: Simulator, timeout: float = 20.0) -> None:
+    """Tick until the exporter has counted every finished run the simulator knows of."""
+    assert await asyncio.to_thread(sim.wait_idle, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await exporter.poller.tick()
+        if runs_counted(registry_samples(exporter.registry)) >= len(sim.truth()):
+            await exporter.poller.tick()  # one more: a second count would show up now
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("exporter did not catch up with the simulator")
+
+
+def test_run_finishing_between_polls_is_counted_once(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await exporter.poller.tick()  # baseline: nothing yet
+        sim.burst(1)
+        await settle(exporter, sim)
+        await ticks(exporter, 3)
+        return exporter
+
+    exporter = run(scenario())
+    samples = registry_samples(exporter.registry)
+    assert runs_counted(samples) == 1
+    assert_matches_truth(samples, sim.truth())
+
+
+def test_burst_larger_than_a_page_is_counted_exactly(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim, page_size=10)
+        await exporter.poller.tick()
+        sim.burst(57)
+        await settle(exporter, sim)
+        return exporter
+
+    exporter = run(scenario())
+    samples = registry_samples(exporter.registry)
+    assert runs_counted(samples) == 57
+    assert_matches_truth(samples, sim.truth())
+
+
+def test_runs_visible_late_with_older_created_at_are_not_missed(sim_factory) -> None:
+    sim = sim_factory(late_visibility_fraction=0.5, late_visibility_max=1.0)
+
+    async def scenario():
+        exporter = make_exporter(sim, discovery_overlap=3)
+        await exporter.poller.tick()
+        sim.set_rate(40)
+        await ticks(exporter, 15, pause=0.2)
+        sim.set_rate(0)
+        await settle(exporter, sim)
+        return exporter
+
+    exporter = run(scenario())
+    samples = registry_samples(exporter.registry)
+    truth = sim.truth()
+    assert len(truth) > 50
+    assert_matches_truth(samples, truth)
+
+
+def test_without_the_overlap_window_late_runs_would_be_missed(sim_factory) -> None:
+    """The control for the test above: it shows the overlap window is what finds late runs."""
+    sim = sim_factory(late_visibility_fraction=0.5, late_visibility_max=1.0)
+
+    async def scenario():
+        exporter = make_exporter(sim, discovery_overlap=0)
+        await exporter.poller.tick()
+        sim.set_rate(40)
+        await ticks(exporter, 15, pause=0.2)
+        sim.set_rate(0)
+        assert await asyncio.to_thread(sim.wait_idle, 20)
+        await ticks(exporter, 5, pause=0.1)
+        return exporter
+
+    exporter = run(scenario())
+    assert runs_counted(registry_samples(exporter.registry)) < len(sim.truth())
+
+
+def test_late_metrics_are_waited_for_so_durations_are_exact(sim_factory) -> None:
+    sim = sim_factory(write_lag_fraction=1.0, write_lag_max=0.4)
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await exporter.poller.tick()
+        sim.set_rate(30)
+        await ticks(exporter, 10, pause=0.15)
+        sim.set_rate(0)
+        await settle(exporter, sim)
+        return exporter
+
+    exporter = run(scenario())
+    assert_matches_truth(registry_samples(exporter.registry), sim.truth())
+
+
+def test_stuck_runs_show_in_active_gauges_and_are_counted_when_they_end(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await exporter.poller.tick()
+        sim.add_stuck(2)
+        await asyncio.sleep(0.3)
+        await exporter.poller.tick()
+        first = registry_samples(exporter.registry)
+        await asyncio.sleep(1.0)
+        await exporter.poller.tick()
+        later = registry_samples(exporter.registry)
+        sim.release_stuck()
+        await settle(exporter, sim)
+        return exporter, first, later
+
+    exporter, first, later = run(scenario())
+    assert sum(select(first, "letta_active_runs", ("status",)).values()) == 2
+    age_first = first[("letta_active_run_max_age_seconds", ())]
+    age_later = later[("letta_active_run_max_age_seconds", ())]
+    assert 0.2 < age_first < age_later
+    done = registry_samples(exporter.registry)
+    assert select(done, "letta_active_runs", ("status",)) == {}
+    assert done[("letta_active_run_max_age_seconds", ())] == 0
+    assert runs_counted(done) == 2
+    assert_matches_truth(done, sim.truth())
+
+
+def test_history_is_not_counted_by_default(sim_factory) -> None:
+    sim = sim_factory()
+    sim.add_history(20, max_age_seconds=600)
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await ticks(exporter, 3)
+        sim.burst(3)
+        await settle(exporter, sim)
+        return exporter
+
+    exporter = run(scenario())
+    samples = registry_samples(exporter.registry)
+    new_runs = [r for r in sim.truth() if r.created_at.timestamp() > time.time() - 60]
+    assert len(new_runs) == 3
+    assert runs_counted(samples) == 3
+    assert_matches_truth(samples, new_runs)
+
+
+def test_backfill_counts_recent_history_once(sim_factory) -> None:
+    sim = sim_factory()
+    sim.add_history(40, max_age_seconds=1200)
+
+    async def scenario():
+        exporter = make_exporter(sim, backfill="10m")
+        await ticks(exporter, 3)
+        await settle_pending(exporter)
+        return exporter
+
+    async def settle_pending(exporter) -> None:
+        for _ in range(20):
+            if not exporter.tracker.pending:
+                break
+            await exporter.poller.tick()
+
+    started = time.time()
+    exporter = run(scenario())
+    recent = [r for r in sim.truth() if r.created_at.timestamp() >= started - 600]
+    assert 0 < len(recent) < 40
+    samples = registry_samples(exporter.registry)
+    assert runs_counted(samples) == len(recent)
+    assert_matches_truth(samples, recent)
+
+
+def test_a_deleted_in_flight_run_is_dropped_and_counted_as_lost(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await exporter.poller.tick()
+        (stuck,) = sim.add_stuck(1)
+        await asyncio.sleep(0.2)
+        await exporter.poller.tick()
+        assert stuck in exporter.tracker.in_flight
+        sim.delete_run(stuck)
+        await ticks(exporter, 2)
+        return exporter, stuck
+
+    exporter, stuck = run(scenario())
+    samples = registry_samples(exporter.registry)
+    assert stuck not in exporter.tracker.in_flight
+    assert samples[("letta_exporter_runs_lost_total", ())] == 1
+    assert runs_counted(samples) == 0
+
+
+def test_a_fresh_exporter_on_the_same_server_does_not_recount(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        first = make_exporter(sim)
+        await first.poller.tick()
+        sim.burst(5)
+        await settle(first, sim)
+        second = make_exporter(sim)  # a restart without a state file starts at "now"
+        await ticks(second, 3)
+        return first, second
+
+    first, second = run(scenario())
+    assert runs_counted(registry_samples(first.registry)) == 5
+    assert runs_counted(registry_samples(second.registry)) == 0
+
+
+def test_finalised_set_stays_bounded_over_a_long_run(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim, discovery_overlap=0.5)
+        await exporter.poller.tick()
+        sim.set_rate(60)
+        sizes = []
+        for _ in range(25):
+            await exporter.poller.tick()
+            sizes.append(len(exporter.tracker.finalised))
+            await asyncio.sleep(0.2)
+        sim.set_rate(0)
+        return exporter, sizes
+
+    exporter, sizes = run(scenario())
+    total = runs_counted(registry_samples(exporter.registry))
+    assert total > 150
+    # The dedupe set holds about (overlap + margin + tick) worth of runs, not the whole history.
+    assert max(sizes[-5:]) < total / 2
