@@ -43,7 +43,7 @@ def test_counts_equal_ground_truth_through_faults(faulty_sim: Simulator, tmp_pat
             "0",
             "--log-level",
             "debug",
-        ],  # fmt: skip
+        ],
         env={"LETTA_BASE_URL": sim.base_url, "LETTA_API_KEY": API_KEY},
     ).start()
     try:
