@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, PollOptions
 from exporter.server import HttpServer, make_app
+from exporter.state import StateError, StateFile, capture, restore
 from exporter.tracker import RunTracker
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Exporter:
     client: LettaClient
     tracker: RunTracker
     poller: Poller
+    save_state: Callable[[], Awaitable[None]] | None = None
 
 
 def build_exporter(settings: Settings) -> Exporter:
@@ -69,7 +72,42 @@ def build_exporter(settings: Settings) -> Exporter:
         backfill=settings.backfill,
     )
     poller = Poller(client, tracker, metrics, options)
-    return Exporter(settings, registry, metrics, client, tracker, poller)
+    exporter = Exporter(settings, registry, metrics, client, tracker, poller)
+    if settings.state_file is not None:
+        exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
+    return exporter
+
+
+def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable[None]]:
+    """Restore from ``store`` if it holds state, and save to it after every tick."""
+    tracker, metrics, poller = exporter.tracker, exporter.metrics, exporter.poller
+    try:
+        state = store.load()
+        if state is not None:
+            poller.baselined = restore(state, tracker, metrics)
+            log.info(
+                "restored state from %s: %d runs in flight, %d pending, %d recently counted",
+                store.path, len(tracker.in_flight), len(tracker.pending), len(tracker.finalised),
+            )  # fmt: skip
+    except StateError as exc:
+        moved = store.quarantine()
+        metrics.state_load_failures.inc()
+        log.error(
+            "state file %s is unreadable (%s); moved aside to %s; starting fresh", store.path, exc, moved
+        )
+
+    async def save() -> None:
+        snapshot = capture(tracker, metrics, baselined=poller.baselined)
+        try:
+            await asyncio.to_thread(store.save, snapshot)
+        except OSError as exc:
+            metrics.state_saves.labels("failure").inc()
+            log.warning("could not write state file %s: %s", store.path, exc.strerror)
+            return
+        metrics.state_saves.labels("success").inc()
+
+    poller.after_tick.append(save)
+    return save
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -108,6 +146,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         log.info("shutting down")
         scheduler.shutdown(wait=False)
         await _cancel_running_ticks()
+        if exporter.save_state is not None:
+            await exporter.save_state()
         server.stop()
         await exporter.client.aclose()
 

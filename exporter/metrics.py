@@ -199,6 +199,14 @@ class ExporterMetrics:
             registry=registry,
         )  # fmt: skip
 
+        self.state_saves = Counter(
+            "letta_exporter_state_saves", "State file writes by result.", ["result"], registry=registry
+        )
+        self.state_load_failures = Counter(
+            "letta_exporter_state_load_failures", "State files that could not be read and were moved aside.",
+            registry=registry,
+        )  # fmt: skip
+
         for phase in ("discover", "track", "enrich"):
             self.poll_errors.labels(phase)
         if not agent_label:

@@ -62,6 +62,8 @@ class Poller:
         self._agent_names: dict[str, str] = {}
         self._agent_names_checked: dict[str, float] = {}
         self._tick_lock = asyncio.Lock()
+        # Called at the end of every tick, e.g. to persist state; their failures are theirs to report.
+        self.after_tick: list[Callable[[], Awaitable[None]]] = []
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -78,6 +80,8 @@ class Poller:
                     await self._phase("agent_names", self.refresh_agent_names)
             self.tracker.prune()
             self._publish(reached)
+            for hook in self.after_tick:
+                await hook()
             self.metrics.poll_duration.observe(time.perf_counter() - started)
 
     async def _phase(self, name: str, phase: Callable[[], Awaitable[Any]]) -> bool:

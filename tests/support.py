@@ -3,6 +3,7 @@ free ports, and running the real exporter process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -17,6 +18,8 @@ import httpx
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app import Exporter, build_exporter
+from exporter.config import Settings
 from exporter.labels import enum_label
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,3 +193,35 @@ class ExporterProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def make_exporter(sim, **settings: object) -> Exporter:
+    """An in-process exporter against ``sim``; tests drive ``exporter.poller.tick()`` themselves."""
+    base = dict(base_url=sim.base_url, max_requests_per_second=0, discovery_overlap=5, page_size=50)
+    return build_exporter(Settings(**{**base, **settings}))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def ticks(exporter: Exporter, count: int, pause: float = 0.0) -> None:
+    for _ in range(count):
+        await exporter.poller.tick()
+        if pause:
+            await asyncio.sleep(pause)
+
+
+async def settle(exporter: Exporter, sim, timeout: float = 20.0, expected: int | None = None) -> None:
+    """Tick until the exporter has counted ``expected`` runs (default: every finished run the
+    simulator knows of)."""
+    assert await asyncio.to_thread(sim.wait_idle, timeout)
+    target = len(sim.truth()) if expected is None else expected
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await exporter.poller.tick()
+        if runs_counted(registry_samples(exporter.registry)) >= target:
+            await exporter.poller.tick()  # one more: a second count would show up now
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("exporter did not catch up with the simulator")

@@ -8,60 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
-import pytest
-
-from exporter.app import build_exporter
-from exporter.config import Settings
-from exporter.simulator import SimConfig, Simulator
-from tests.support import assert_matches_truth, registry_samples, runs_counted, select
-
-QUICK = dict(duration_range=(0.05, 0.3), late_visibility_fraction=0.0, write_lag_fraction=0.0)
-
-
-@pytest.fixture
-def sim_factory() -> Iterator:
-    started: list[Simulator] = []
-
-    def make(**config: object) -> Simulator:
-        options = {"seed": 7, "agents": 3, **QUICK, **config}
-        sim = Simulator(SimConfig(**options)).start(host="127.0.0.1", port=0)
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
-
-
-def make_exporter(sim: Simulator, **settings: object):
-    base = dict(base_url=sim.base_url, max_requests_per_second=0, discovery_overlap=5, page_size=50)
-    return build_exporter(Settings(**{**base, **settings}))
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def ticks(exporter, count: int, pause: float = 0.0) -> None:
-    for _ in range(count):
-        await exporter.poller.tick()
-        if pause:
-            await asyncio.sleep(pause)
-
-
-async def settle(exporter, sim: Simulator, timeout: float = 20.0) -> None:
-    """Tick until the exporter has counted every finished run the simulator knows of."""
-    assert await asyncio.to_thread(sim.wait_idle, timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await exporter.poller.tick()
-        if runs_counted(registry_samples(exporter.registry)) >= len(sim.truth()):
-            await exporter.poller.tick()  # one more: a second count would show up now
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("exporter did not catch up with the simulator")
+from tests.support import (
+    assert_matches_truth,
+    make_exporter,
+    registry_samples,
+    run,
+    runs_counted,
+    select,
+    settle,
+    ticks,
+)
 
 
 def test_run_finishing_between_polls_is_counted_once(sim_factory) -> None:
@@ -181,18 +138,18 @@ def test_stuck_runs_show_in_active_gauges_and_are_counted_when_they_end(sim_fact
 
 def test_history_is_not_counted_by_default(sim_factory) -> None:
     sim = sim_factory()
-    sim.add_history(20, max_age_seconds=600)
+    history = set(sim.add_history(20, max_age_seconds=600))
 
     async def scenario():
         exporter = make_exporter(sim)
         await ticks(exporter, 3)
         sim.burst(3)
-        await settle(exporter, sim)
+        await settle(exporter, sim, expected=3)
         return exporter
 
     exporter = run(scenario())
     samples = registry_samples(exporter.registry)
-    new_runs = [r for r in sim.truth() if r.created_at.timestamp() > time.time() - 60]
+    new_runs = [r for r in sim.truth() if r.id not in history]
     assert len(new_runs) == 3
     assert runs_counted(samples) == 3
     assert_matches_truth(samples, new_runs)

@@ -1,0 +1,142 @@
+"""The state file: atomic writes, restarts that neither lose nor double-count, and corrupt files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+
+from exporter.state import STATE_VERSION, StateFile
+from tests.support import assert_matches_truth, make_exporter, registry_samples, runs_counted, settle
+
+
+def test_save_is_atomic_and_versioned(tmp_path, monkeypatch) -> None:
+    store = StateFile(tmp_path / "state.json")
+    store.save({"version": STATE_VERSION, "n": 1})
+    assert json.loads(store.path.read_text()) == {"version": STATE_VERSION, "n": 1}
+    assert oct(store.path.stat().st_mode & 0o777) == "0o600"
+
+    def crash(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        store.save({"version": STATE_VERSION, "n": 2})
+    monkeypatch.undo()
+    # The interrupted write left the previous state whole.
+    assert json.loads(store.path.read_text())["n"] == 1
+
+
+def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_factory, tmp_path) -> None:
+    sim = sim_factory()
+    state_file = tmp_path / "state.json"
+
+    async def scenario():
+        first = make_exporter(sim, state_file=state_file)
+        await first.poller.tick()
+        sim.burst(8)
+        await settle(first, sim)
+        stuck = sim.add_stuck(2)
+        await asyncio.sleep(0.2)
+        await first.poller.tick()
+        assert set(stuck) <= set(first.tracker.in_flight)
+        before = runs_counted(registry_samples(first.registry))
+        await first.client.aclose()
+
+        # Down: new runs finish, and the runs that were in flight end too.
+        sim.burst(6)
+        sim.release_stuck()
+        assert await asyncio.to_thread(sim.wait_idle, 20)
+
+        second = make_exporter(sim, state_file=state_file)
+        assert runs_counted(registry_samples(second.registry)) == before == 8
+        await settle(second, sim)
+        return second
+
+    second = asyncio.run(scenario())
+    samples = registry_samples(second.registry)
+    assert runs_counted(samples) == 16
+    assert_matches_truth(samples, sim.truth())
+
+
+def test_crash_mid_tick_redoes_the_tick_without_double_counting(sim_factory, tmp_path) -> None:
+    """A kill -9 after recording but before the state write: the restart counts those runs once."""
+    sim = sim_factory()
+    state_file = tmp_path / "state.json"
+
+    async def scenario():
+        first = make_exporter(sim, state_file=state_file)
+        await first.poller.tick()
+        sim.burst(5)
+        await settle(first, sim)
+        saved = json.loads(state_file.read_text())
+        sim.burst(4)
+        assert await asyncio.to_thread(sim.wait_idle, 20)
+        first.poller.after_tick.clear()  # the process dies before this tick's state write
+        for _ in range(4):
+            await first.poller.tick()
+        assert runs_counted(registry_samples(first.registry)) == 9
+        await first.client.aclose()
+        assert json.loads(state_file.read_text()) == saved
+
+        second = make_exporter(sim, state_file=state_file)
+        await settle(second, sim)
+        return second
+
+    second = asyncio.run(scenario())
+    samples = registry_samples(second.registry)
+    assert runs_counted(samples) == 9
+    assert_matches_truth(samples, sim.truth())
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", json.dumps({"version": 99}), json.dumps({"version": STATE_VERSION, "tracker": []})],
+    ids=["garbage", "future-version", "wrong-shape"],
+)
+def test_unreadable_state_is_moved_aside_and_the_exporter_starts_fresh(
+    sim_factory,
+    tmp_path,
+    caplog,
+    content: str,
+) -> None:
+    sim = sim_factory()
+    state_file = tmp_path / "state.json"
+    state_file.write_text(content)
+
+    async def scenario():
+        exporter = make_exporter(sim, state_file=state_file)
+        samples = registry_samples(exporter.registry)
+        await exporter.poller.tick()
+        await exporter.client.aclose()
+        return samples
+
+    samples = asyncio.run(scenario())
+    assert samples[("letta_exporter_state_load_failures_total", ())] == 1
+    moved = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(moved) == 1 and moved[0].read_text() == content
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "unreadable" in errors[0].getMessage()
+    # It started fresh, and the first tick wrote a good state file in the old one's place.
+    assert json.loads(state_file.read_text())["version"] == STATE_VERSION
+
+
+def test_changed_buckets_refuse_the_old_counts_whole(sim_factory, tmp_path) -> None:
+    sim = sim_factory()
+    state_file = tmp_path / "state.json"
+
+    async def scenario():
+        first = make_exporter(sim, state_file=state_file)
+        await first.poller.tick()
+        sim.burst(3)
+        await settle(first, sim)
+        await first.client.aclose()
+
+    asyncio.run(scenario())
+    second = make_exporter(sim, state_file=state_file, duration_buckets="1,10")
+    samples = registry_samples(second.registry)
+    # Nothing half-loaded: no counts at all rather than counts without their histograms.
+    assert runs_counted(samples) == 0
+    assert samples[("letta_exporter_state_load_failures_total", ())] == 1
