@@ -150,7 +150,8 @@ class ExporterMetrics:
 
         self.live = LiveCollector(agent_label)
         registry.register(self.live)
-        Info("letta_exporter_build", "Exporter build.", registry=registry).info({"version": __version__})
+        self.build_info = Info("letta_exporter_build", "Exporter build.", registry=registry)
+        self.build_info.info({"version": __version__})
         self.api_requests = Counter(
             "letta_exporter_api_requests", "Requests to the Letta API by endpoint and HTTP code "
             "(or 'timeout' / 'transport_error' when no HTTP answer came).",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
 from exporter.config import Settings, env_name, flag_name
 from exporter.metrics import ExporterMetrics
-from exporter.outcome import RunOutcome
 from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -31,33 +29,18 @@ def exposed_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     """Every family the exporter serves (its own, not process_/python_), with type and labels."""
     registry = CollectorRegistry()
     metrics = ExporterMetrics(registry)
-    metrics.record(
-        RunOutcome(
-            run_id="run-1", agent_id="agent-1", status="completed", stop_reason="end_turn",
-            ttft_seconds=0.5, duration_seconds=2.0, num_steps=2, run_tokens={"prompt": 5},
-            step_tokens={("m", "prompt"): 5}, steps={("m", "success", "end_turn"): 2},
-            tool_calls={"tool-1": 1}, callback="success",
-        )
-    )  # fmt: skip
-    metrics.observe_request("list_runs", "200", 0.01)
-    metrics.observe_malformed("list_runs")
+    exposed: dict[str, tuple[str, frozenset[str]]] = {}
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase):
+            kind = "gauge" if metric._type == "info" else metric._type
+            name = f"{metric._name}_total" if kind == "counter" else metric._name
+            name = f"{name}_info" if metric._type == "info" else name
+            labels = set(metric._labelnames) | ({"version"} if metric._type == "info" else set())
+            exposed[name] = (kind, frozenset(labels))
     metrics.live.state.active = {("agent-1", "running"): 1}
-    metrics.live.state.agent_names = {"agent-1": "bot"}
-    for counter in (metrics.enrichment_failures, metrics.enrichment_given_up):
-        counter.labels("steps").inc()
-    metrics.runs_lost.inc()
-    text = generate_latest(registry).decode()
-
-    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
-    labels: dict[str, set[str]] = {name: set() for name in types}
-    for name, label_text in re.findall(r"^(\w+)\{([^}]*)\}", text, re.MULTILINE):
-        family = next(f for f in types if name == f or name.startswith(f + "_"))
-        labels[family].update(re.findall(r'(\w+)="', label_text))
-    exposed = {}
-    for name, kind in types.items():
-        if name.startswith(("letta_",)):
-            public = f"{name}_total" if kind == "counter" and not name.endswith("_total") else name
-            exposed[public] = (kind, frozenset(labels[name] - {"le"}))
+    for family in metrics.live.collect():
+        labels = {key for sample in family.samples for key in sample.labels}
+        exposed[family.name] = (family.type, frozenset(labels))
     return exposed
 
 
