@@ -38,6 +38,7 @@ def exposed_metrics() -> dict[str, tuple[str, frozenset[str]]]:
             labels = set(metric._labelnames) | ({"version"} if metric._type == "info" else set())
             exposed[name] = (kind, frozenset(labels))
     metrics.live.state.active = {("agent-1", "running"): 1}
+    metrics.live.state.agent_names = {"agent-1": "bot"}
     for family in metrics.live.collect():
         labels = {key for sample in family.samples for key in sample.labels}
         exposed[family.name] = (family.type, frozenset(labels))
