@@ -19,6 +19,7 @@ from prometheus_client import (
 )
 
 from exporter import __version__
+from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
@@ -71,7 +72,8 @@ def build_exporter(settings: Settings) -> Exporter:
         agent_names=settings.agent_names and settings.agent_label,
         backfill=settings.backfill,
     )
-    poller = Poller(client, tracker, metrics, options)
+    breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
+    poller = Poller(client, tracker, metrics, options, breaker=breaker)
     exporter = Exporter(settings, registry, metrics, client, tracker, poller)
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))

@@ -200,6 +200,10 @@ class ExporterMetrics:
             registry=registry,
         )  # fmt: skip
 
+        self.circuit_open = Gauge(
+            "letta_exporter_circuit_open", "1 while polls are paused because Letta keeps failing.",
+            registry=registry,
+        )  # fmt: skip
         self.state_saves = Counter(
             "letta_exporter_state_saves", "State file writes by result.", ["result"], registry=registry
         )

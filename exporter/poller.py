@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.breaker import CircuitBreaker
 from exporter.labels import enum_label
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
+from exporter.letta.models import is_safe_id
 from exporter.metrics import ExporterMetrics
 from exporter.outcome import compute_outcome, has_settled
 from exporter.tracker import PendingRun, RunTracker, created_ts
@@ -49,6 +51,7 @@ class Poller:
         options: PollOptions,
         *,
         clock: Callable[[], float] = time.time,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.client = client
         self.tracker = tracker
@@ -62,6 +65,8 @@ class Poller:
         self._agent_names: dict[str, str] = {}
         self._agent_names_checked: dict[str, float] = {}
         self._tick_lock = asyncio.Lock()
+        self.breaker = breaker or CircuitBreaker()
+        self._last_error = ""
         # Called at the end of every tick, e.g. to persist state; their failures are theirs to report.
         self.after_tick: list[Callable[[], Awaitable[None]]] = []
 
@@ -71,9 +76,14 @@ class Poller:
         if self._tick_lock.locked():
             return  # APScheduler already refuses overlaps; this guards direct callers too
         async with self._tick_lock:
+            if not self.breaker.allow():
+                self._publish(False)
+                return
             started = time.perf_counter()
             reached = await self._phase("discover", self.discover)
             reached = await self._phase("track", self.track) and reached
+            self.breaker.record(reached, self._last_error)
+            self.metrics.circuit_open.set(1 if self.breaker.is_open else 0)
             if self.baselined:
                 await self._phase("enrich", self.enrich)
                 if self.options.agent_names:
@@ -90,9 +100,11 @@ class Poller:
             return True
         except LettaError as exc:
             self.metrics.poll_errors.labels(name).inc()
+            self._last_error = str(exc)
             log.warning("poll phase %s failed: %s", name, exc)
-        except Exception:
+        except Exception as exc:
             self.metrics.poll_errors.labels(name).inc()
+            self._last_error = f"{type(exc).__name__} in {name}"
             log.exception("poll phase %s failed unexpectedly", name)
         return False
 
@@ -263,7 +275,8 @@ class Poller:
         due = [
             agent_id
             for agent_id in self.metrics.agents.admitted
-            if now - self._agent_names_checked.get(agent_id, float("-inf")) > self.options.agent_name_refresh
+            if is_safe_id(agent_id)
+            and now - self._agent_names_checked.get(agent_id, float("-inf")) > self.options.agent_name_refresh
         ][:per_tick]
         if not due:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import time
@@ -67,13 +68,31 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-def _detail(response: httpx.Response) -> str:
-    """A short, printable reason from an error body: Letta's ``detail`` is a string or a list."""
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _decode_body(response: httpx.Response, raw: bytes) -> bytes:
+    """Undo content-encoding by hand: the body was read raw so its size could be capped."""
+    encoding = response.headers.get("content-encoding", "").lower()
+    if encoding in ("gzip", "deflate"):
+        import zlib
+
+        try:
+            return zlib.decompress(raw, wbits=47)  # gzip or zlib header, auto-detected
+        except zlib.error:
+            return raw
+    return raw
+
+
+def _detail(body: bytes) -> str:
+    """A short, printable reason from an error body: Letta's ``detail`` is a string or a list,
+    and proxies answer with HTML pages."""
     try:
-        body = response.json()
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-    except (ValueError, UnicodeDecodeError):
-        detail = response.text
+        parsed = json.loads(body)
+        detail = parsed.get("detail", parsed) if isinstance(parsed, dict) else parsed
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        detail = body[: MAX_DETAIL_CHARS * 4].decode("utf-8", errors="replace")
     text = " ".join(str(detail).split())
     return text[:MAX_DETAIL_CHARS]
 
@@ -89,11 +108,12 @@ class LettaClient:
         backoff_base: float = 0.25,
         backoff_max: float = 30.0,
         max_requests_per_second: float = 0.0,
+        max_body_bytes: int = 64 * 1024 * 1024,
         observer: RequestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.AsyncClient(
@@ -105,6 +125,8 @@ class LettaClient:
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
         self.max_retries = max_retries
+        self.total_timeout = timeout * 3
+        self.max_body_bytes = max_body_bytes
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.limiter = RateLimiter(max_requests_per_second)
@@ -125,6 +147,20 @@ class LettaClient:
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
+    async def _fetch(self, path: str, params: Any) -> tuple[httpx.Response, bytes]:
+        """One exchange, bounded in time as a whole (a slow-loris reply trickling bytes under the
+        per-read timeout still ends) and in size (a runaway body is cut off, not buffered)."""
+        async with asyncio.timeout(self.total_timeout):
+            async with self._http.stream("GET", path, params=params) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        raise _BodyTooLarge(size)
+                    chunks.append(chunk)
+                return response, _decode_body(response, b"".join(chunks))
+
     async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
         """GET ``path`` and decode JSON, retrying what is worth retrying."""
         attempt = 0
@@ -133,26 +169,30 @@ class LettaClient:
             started = time.perf_counter()
             delay: float | None = None
             try:
-                response = await self._http.get(path, params=params)
-            except httpx.TimeoutException as exc:
+                response, body = await self._fetch(path, params)
+            except (httpx.TimeoutException, TimeoutError) as exc:
                 self.observer.observe_request(endpoint, "timeout", time.perf_counter() - started)
                 error: LettaError = LettaTransportError(endpoint, f"timed out ({type(exc).__name__})")
             except httpx.TransportError as exc:
                 self.observer.observe_request(endpoint, "transport_error", time.perf_counter() - started)
                 error = LettaTransportError(endpoint, f"transport error ({type(exc).__name__})")
+            except _BodyTooLarge as exc:
+                self.observer.observe_request(endpoint, "body_too_large", time.perf_counter() - started)
+                self.observer.observe_malformed(endpoint)
+                error = LettaMalformedResponse(endpoint, f"body over {self.max_body_bytes} bytes ({exc})")
             else:
                 self.observer.observe_request(
                     endpoint, str(response.status_code), time.perf_counter() - started
                 )
                 if response.is_success:
                     try:
-                        return response.json()
-                    except (ValueError, UnicodeDecodeError):
+                        return json.loads(body)
+                    except (ValueError, UnicodeDecodeError, RecursionError):
                         self.observer.observe_malformed(endpoint)
                         error = LettaMalformedResponse(endpoint, "body is not JSON")
                 else:
                     status = response.status_code
-                    detail = _detail(response)
+                    detail = _detail(body)
                     if status == 404:
                         raise LettaNotFound(endpoint, status, detail)
                     if status == 501:

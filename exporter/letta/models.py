@@ -8,6 +8,7 @@ need is optional.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,14 @@ KNOWN_STOP_REASONS = (
     "requires_approval",
     "context_window_overflow_in_system_prompt",
 )
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+
+def is_safe_id(value: str | None) -> bool:
+    """IDs go into URL paths and label values: only the characters Letta's own IDs use."""
+    return value is not None and _SAFE_ID.match(value) is not None
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -75,6 +84,13 @@ class Run(_Lenient):
     total_duration_ns: int | None = None
 
     _utc = field_validator("created_at", "completed_at", "callback_sent_at")(as_utc)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not is_safe_id(value):
+            raise ValueError("not a run ID")
+        return value
 
     @field_validator("status", mode="before")
     @classmethod

@@ -1,0 +1,54 @@
+"""A circuit breaker for polls: when Letta keeps failing, stop hammering it and say so once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class CircuitBreaker:
+    """After ``threshold`` polls in a row that could not reach Letta, skip polls for a pause that
+    doubles with each further failed probe (up to ``max_pause``); the first poll that reaches Letta
+    closes it again. No restart is needed to recover."""
+
+    def __init__(
+        self,
+        *,
+        threshold: int = 3,
+        base_pause: float = 10.0,
+        max_pause: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.base_pause = base_pause
+        self.max_pause = max_pause
+        self.clock = clock
+        self.failures = 0
+        self.reopens_at: float | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.reopens_at is not None
+
+    def allow(self) -> bool:
+        """Whether a poll may run now; when open, a poll is let through as a probe once the pause ends."""
+        return self.reopens_at is None or self.clock() >= self.reopens_at
+
+    def record(self, reached: bool, reason: str = "") -> None:
+        if reached:
+            if self.is_open:
+                log.warning("Letta is reachable again after %d failed polls; polling resumes", self.failures)
+            self.failures = 0
+            self.reopens_at = None
+            return
+        self.failures += 1
+        if self.failures < self.threshold:
+            return
+        pause = min(self.max_pause, self.base_pause * 2 ** (self.failures - self.threshold))
+        if not self.is_open:
+            log.error("Letta unreachable for %d polls in a row (%s); pausing polls, first retry in %.0fs",
+                      self.failures, reason or "unknown error", pause)  # fmt: skip
+        self.reopens_at = self.clock() + pause
