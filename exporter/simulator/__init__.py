@@ -1,0 +1,10 @@
+"""A Letta Runs API simulator: the real server's response shapes and quirks, fault injection, and the
+ground truth to check an exporter against. Standard library only."""
+
+from exporter.simulator.config import SimConfig
+from exporter.simulator.faults import Faults
+from exporter.simulator.http import RequestRecord
+from exporter.simulator.sim import Simulator
+from exporter.simulator.truth import TruthRun, TruthStep
+
+__all__ = ["Faults", "RequestRecord", "SimConfig", "Simulator", "TruthRun", "TruthStep"]

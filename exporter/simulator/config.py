@@ -1,0 +1,56 @@
+"""Knobs of the simulated Letta server: workload shape and the realism quirks worth testing against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TRACE_MODES = ("501",)
+CURSOR_SEMANTICS = ("created_at", "letta-0.16.8")
+
+
+@dataclass
+class SimConfig:
+    seed: int = 0
+    agents: int = 5
+    # Initial arrival rate of new runs (Poisson); Simulator.set_rate changes it while running.
+    runs_per_second: float = 0.0
+    # Wall-clock lifetime of a run, from created_at to completed_at.
+    duration_range: tuple[float, float] = (0.2, 2.0)
+    # Letta rows become listable in commit order, not created_at order: this share of runs appears
+    # up to ``late_visibility_max`` seconds after its created_at, behind runs created later.
+    late_visibility_fraction: float = 0.1
+    late_visibility_max: float = 1.5
+    # Letta lists a run as terminal a moment before run_metrics (duration, steps) is written.
+    write_lag_fraction: float = 0.2
+    write_lag_max: float = 0.5
+    # When set, every request needs ``Authorization: Bearer <api_key>``.
+    api_key: str | None = None
+    # "501": /trace answers as a server without ClickHouse (the self-hosted default).
+    # A "rows" mode (ClickHouse otel_traces rows) slots in at http.App.trace.
+    trace_mode: str = "501"
+    # Runs older than this (and finished) are dropped from memory; truth totals keep counting them.
+    retention_seconds: float | None = None
+    # Share of runs failing with a stop reason newer than the exporter's enum (pass-through test).
+    unknown_stop_reason_fraction: float = 0.02
+    # "created_at": before=X lists runs created earlier than X and after=X later ones, whatever the
+    # order. "letta-0.16.8": the real server's cursor helper, where with order=asc the meanings swap
+    # (after=X lists EARLIER runs), which is why order=asc&after=<oldest> came back empty there.
+    cursor_semantics: str = "created_at"
+
+    def __post_init__(self) -> None:
+        low, high = self.duration_range
+        if not 0 < low <= high:
+            raise ValueError(f"duration_range must satisfy 0 < low <= high, got {self.duration_range}")
+        if self.agents < 1:
+            raise ValueError("agents must be at least 1")
+        if self.runs_per_second < 0:
+            raise ValueError("runs_per_second must not be negative")
+        if self.trace_mode not in TRACE_MODES:
+            raise ValueError(f"trace_mode must be one of {TRACE_MODES}, got {self.trace_mode!r}")
+        if self.cursor_semantics not in CURSOR_SEMANTICS:
+            raise ValueError(f"cursor_semantics must be one of {CURSOR_SEMANTICS}")
+        if self.retention_seconds is not None and self.retention_seconds <= 0:
+            raise ValueError("retention_seconds must be positive")
+        for name in ("late_visibility_fraction", "write_lag_fraction", "unknown_stop_reason_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1]")

@@ -1,0 +1,377 @@
+"""HTTP front of the simulator: routing, Letta's parameter validation, auth, faults, request log.
+
+``App.handle`` turns a request into a ``Response`` without touching sockets, so the routing logic
+stays testable on its own; ``Server`` is a plain stdlib ThreadingHTTPServer around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from exporter.simulator import shapes
+from exporter.simulator.config import SimConfig
+from exporter.simulator.faults import BAD_GATEWAY_HTML, FaultPicker, Faults, truncate
+from exporter.simulator.world import RunFilter, World
+
+log = logging.getLogger(__name__)
+
+REQUEST_LOG_SIZE = 200_000
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: str  # raw query string, as sent
+    headers: dict[str, str]  # names lower-cased
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    # Starlette's JSONResponse encoding: compact, UTF-8.
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(status, data, headers=headers)
+
+
+class _Params:
+    """Query parameters checked the way FastAPI + pydantic check them, errors collected in order."""
+
+    def __init__(self, query: str) -> None:
+        self.values = parse_qs(query, keep_blank_values=True)
+        self.errors: list[dict[str, Any]] = []
+
+    def last(self, name: str) -> str | None:
+        # FastAPI takes the last value of a repeated scalar parameter.
+        values = self.values.get(name)
+        return values[-1] if values else None
+
+    def all(self, name: str) -> list[str] | None:
+        return self.values.get(name)
+
+    def boolean(self, name: str, default: bool | None) -> bool | None:
+        raw = self.last(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        self.errors.append(
+            {
+                "type": "bool_parsing",
+                "loc": ("query", name),
+                "msg": "Input should be a valid boolean, unable to interpret input",
+                "input": raw,
+            }
+        )
+        return default
+
+    def integer(self, name: str, default: int, *, ge: int | None = None, le: int | None = None) -> int:
+        raw = self.last(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            self.errors.append(
+                {
+                    "type": "int_parsing",
+                    "loc": ("query", name),
+                    "msg": "Input should be a valid integer, unable to parse string as an integer",
+                    "input": raw,
+                }
+            )
+            return default
+        if ge is not None and value < ge:
+            self.errors.append(
+                {
+                    "type": "greater_than_equal",
+                    "loc": ("query", name),
+                    "msg": f"Input should be greater than or equal to {ge}",
+                    "input": raw,
+                    "ctx": {"ge": ge},
+                }
+            )
+        elif le is not None and value > le:
+            self.errors.append(
+                {
+                    "type": "less_than_equal",
+                    "loc": ("query", name),
+                    "msg": f"Input should be less than or equal to {le}",
+                    "input": raw,
+                    "ctx": {"le": le},
+                }
+            )
+        return value
+
+    def order(self) -> bool:
+        """True for descending (the default)."""
+        raw = self.last("order")
+        if raw is None or raw == "desc":
+            return True
+        if raw == "asc":
+            return False
+        expected = "'asc' or 'desc'"
+        self.errors.append(
+            {
+                "type": "literal_error",
+                "loc": ("query", "order"),
+                "msg": f"Input should be {expected}",
+                "input": raw,
+                "ctx": {"expected": expected},
+            }
+        )
+        return True
+
+    def stop_reason(self) -> str | None:
+        raw = self.last("stop_reason")
+        if raw is None or raw in shapes.STOP_REASONS:
+            return raw
+        expected = shapes.stop_reason_expected()
+        self.errors.append(
+            {
+                "type": "enum",
+                "loc": ("query", "stop_reason"),
+                "msg": f"Input should be {expected}",
+                "input": raw,
+                "ctx": {"expected": expected},
+            }
+        )
+        return None
+
+    def invalid(self) -> Response | None:
+        return json_response(422, shapes.validation_error(self.errors)) if self.errors else None
+
+
+class App:
+    """Everything the handler threads share: the world, the faults, the request log."""
+
+    def __init__(self, world: World, config: SimConfig, faults: Faults) -> None:
+        self.world = world
+        self.config = config
+        self.picker = FaultPicker(faults, config.seed)
+        self._log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._log_lock = threading.Lock()
+
+    def record(self, record: RequestRecord) -> None:
+        with self._log_lock:
+            self._log.append(record)
+
+    def requests(self) -> list[RequestRecord]:
+        with self._log_lock:
+            return list(self._log)
+
+    # -- request -> response ---------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: str, headers: dict[str, str]) -> Response:
+        fault = self.picker.pick() if path.startswith("/v1/") else None
+        faults = self.picker.faults
+        if fault == "429":
+            retry_after = f"{faults.retry_after:g}"
+            return json_response(429, {"detail": "Rate limit exceeded"}, (("retry-after", retry_after),))
+        if fault == "500":
+            return json_response(500, {"detail": "An unknown error occurred"})
+        if fault == "502":
+            return Response(502, BAD_GATEWAY_HTML, "text/html")
+        if fault == "slow":
+            time.sleep(faults.slow_seconds)
+        try:
+            response = self._answer(method, path, query, headers)
+        except Exception:
+            log.exception("simulator failed on %s %s", method, path)
+            response = json_response(500, {"detail": "Internal Server Error"})
+        if fault == "malformed":
+            return Response(200, truncate(response.body))
+        return response
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        key = self.config.api_key
+        if not key:
+            return True
+        return hmac.compare_digest(headers.get("authorization", "").encode(), f"Bearer {key}".encode())
+
+    def _answer(self, method: str, path: str, query: str, headers: dict[str, str]) -> Response:
+        if not self._authorised(headers):
+            return json_response(401, {"detail": "Unauthorized"}, (("www-authenticate", "Bearer"),))
+        if method != "GET":
+            return json_response(405, {"detail": "Method Not Allowed"}, (("allow", "GET"),))
+        parts = [part for part in path.split("/") if part]
+        params = _Params(query)
+        match parts:
+            case ["v1", "health"]:
+                return json_response(200, shapes.HEALTH)
+            case ["v1", "runs"]:
+                return self.list_runs(params)
+            case ["v1", "runs", "active"]:
+                return self.list_active(params)
+            case ["v1", "runs", run_id]:
+                return self._found(self.world.get_run(run_id), "Run", run_id)
+            case ["v1", "runs", run_id, "usage"]:
+                return self._found(self.world.usage(run_id), "Run", run_id)
+            case ["v1", "runs", run_id, "metrics"]:
+                return self._found(self.world.metrics(run_id), "RunMetrics", run_id)
+            case ["v1", "runs", run_id, "steps"]:
+                return self.steps(run_id, params)
+            case ["v1", "runs", run_id, "trace"]:
+                return self.trace(run_id, params)
+            case ["v1", "agents", agent_id]:
+                return self._found(self.world.agent(agent_id), "Agent", agent_id)
+        return json_response(404, {"detail": "Not Found"})
+
+    @staticmethod
+    def _found(body: Any, kind: str, ident: str) -> Response:
+        if body is None:
+            return json_response(404, shapes.not_found(kind, ident))
+        return json_response(200, body)
+
+    def list_runs(self, params: _Params) -> Response:
+        # Validation runs in FastAPI's parameter order, before the handler's own checks (the 400).
+        background = params.boolean("background", None)
+        stop_reason = params.stop_reason()
+        limit = params.integer("limit", 100, ge=1, le=1000)
+        descending = params.order()
+        active = params.boolean("active", False)
+        if invalid := params.invalid():
+            return invalid
+        statuses = params.all("statuses")
+        for status in statuses or ():
+            if status not in shapes.RUN_STATUSES:
+                return json_response(400, {"detail": f"'{status}' is not a valid RunStatus"})
+        wanted = frozenset(statuses) if statuses else None
+        if active:
+            wanted = frozenset({"created", "running"})
+        where = RunFilter(
+            statuses=wanted,
+            agent_id=params.last("agent_id"),
+            background=background,
+            stop_reason=stop_reason,
+            conversation_id=params.last("conversation_id"),
+        )
+        page = self.world.list_runs(
+            descending=descending,
+            limit=limit,
+            before=params.last("before"),
+            after=params.last("after"),
+            where=where,
+        )
+        return json_response(200, page)
+
+    def list_active(self, params: _Params) -> Response:
+        background = params.boolean("background", None)
+        if invalid := params.invalid():
+            return invalid
+        where = RunFilter(agent_id=params.last("agent_id"), background=background)
+        return json_response(200, self.world.list_active(where))
+
+    def steps(self, run_id: str, params: _Params) -> Response:
+        limit = params.integer("limit", 100)
+        descending = params.order()
+        if invalid := params.invalid():
+            return invalid
+        body = self.world.steps(
+            run_id,
+            descending=descending,
+            limit=limit,
+            before=params.last("before"),
+            after=params.last("after"),
+        )
+        return self._found(body, "Run", run_id)
+
+    def trace(self, run_id: str, params: _Params) -> Response:
+        params.integer("limit", 1000, ge=1, le=5000)
+        if invalid := params.invalid():
+            return invalid
+        # trace_mode "501" (no ClickHouse) answers 501 for every run, unknown ones included, as the
+        # real server does. A "rows" mode would answer here with ClickHouse otel_traces rows.
+        return json_response(501, {"detail": shapes.TRACE_501_DETAIL})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn; every response carries Content-Length
+    # Headers and body go out in separate writes; without this, Nagle + delayed ACK adds ~40 ms.
+    disable_nagle_algorithm = True
+    server: Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, add=False)
+
+    def version_string(self) -> str:
+        return "uvicorn"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a benchmark sends thousands of requests a second; the request log is in App
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)  # drain, so the kept-alive connection stays in sync
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        split = urlsplit(self.path)
+        app = self.server.app
+        app.record(RequestRecord(self.command, split.path, split.query, headers))
+        response = app.handle(self.command, split.path, split.query, headers)
+        self.send_response(response.status)
+        self.send_header("content-type", response.content_type)
+        self.send_header("content-length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 256  # the default 5 makes bursts of new connections wait on SYN retries
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, connection: socket.socket, *, add: bool) -> None:
+        with self._connections_lock:
+            if add:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        """Kept-alive connections outlive shutdown(); close them so a stopped simulator stops answering."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,379 @@
+"""One simulated run: its drawn fate, its lifecycle in wall-clock time, and its derived details.
+
+A run keeps only what decides its lifecycle (times, outcome, a few flags) plus a private seed. Steps,
+tokens and tools are re-derived from that seed on demand, so a world holding hundreds of thousands
+of runs stays small and every derivation of one run gives the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from dataclasses import dataclass
+
+from exporter.simulator.config import SimConfig
+
+US_PER_S = 1_000_000
+UNKNOWN_STOP_REASONS = ("quota_exhausted", "tool_execution_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    provider: str
+    endpoint: str
+    context_window: int
+    reasons: bool  # emits reasoning tokens
+    api_name: str  # as Letta names the upstream in its error messages
+
+    @property
+    def handle(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+
+MODELS = (
+    ModelSpec("gpt-4o-mini", "openai", "https://api.openai.com/v1", 128000, False, "OpenAI"),
+    ModelSpec("claude-sonnet-4-5", "anthropic", "https://api.anthropic.com/v1", 200000, True, "Anthropic"),
+    ModelSpec(
+        "gemini-2.5-flash",
+        "google_ai",
+        "https://generativelanguage.googleapis.com",
+        1048576,
+        True,
+        "Google AI",
+    ),
+)
+
+AGENT_ROLES = ("support-bot", "research-agent", "sales-assistant", "triage-bot", "ops-helper")
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str
+    name: str
+    created_us: int
+    model: ModelSpec
+
+
+def make_uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def make_agents(config: SimConfig, now_us: int) -> list[Agent]:
+    # A separate stream, so the same seed gives the same agents whatever else is drawn.
+    rng = random.Random(f"agents-{config.seed}")
+    agents = []
+    for index in range(config.agents):
+        agents.append(
+            Agent(
+                id=f"agent-{make_uuid(rng)}",
+                name=f"{AGENT_ROLES[index % len(AGENT_ROLES)]}-{index + 1}",
+                created_us=now_us - rng.randint(1, 30 * 86400) * US_PER_S,
+                model=MODELS[index % len(MODELS)],
+            )
+        )
+    return agents
+
+
+def make_tools(config: SimConfig) -> tuple[str, ...]:
+    rng = random.Random(f"tools-{config.seed}")
+    return tuple(f"tool-{make_uuid(rng)}" for _ in range(8))
+
+
+# (status, stop_reason, weight); stop_reason "?" stands for a reason Letta may add later.
+BASE_OUTCOMES: tuple[tuple[str, str | None, float], ...] = (
+    ("completed", "end_turn", 0.70),
+    ("completed", "max_steps", 0.05),
+    ("completed", "requires_approval", 0.02),
+    ("failed", "llm_api_error", 0.08),
+    ("failed", None, 0.04),
+    ("failed", "error", 0.03),
+    ("cancelled", "cancelled", 0.03),
+)
+
+
+def outcome_table(unknown_fraction: float) -> tuple[list[tuple[str, str | None]], list[float]]:
+    outcomes = [(status, reason) for status, reason, _ in BASE_OUTCOMES]
+    weights = [weight for _, _, weight in BASE_OUTCOMES]
+    outcomes.append(("failed", "?"))
+    weights.append(unknown_fraction)
+    outcomes.append(("completed", "end_turn"))
+    weights.append(max(0.0, 1.0 - sum(weights)))
+    return outcomes, weights
+
+
+@dataclass(slots=True, eq=False)
+class SimRun:
+    id: str
+    agent: Agent
+    seed: int
+    status: str  # the final status; status_at() gives the one at a moment
+    stop_reason: str | None
+    refused: bool  # a background run refused at once (no Redis): no steps, like the capture
+    created_us: int
+    start_us: int  # created -> running
+    visible_us: int  # listable from here (commit time)
+    end_us: int | None  # terminal from here (== completed_at); None while stuck
+    settle_lag_us: int  # duration and metrics are written this long after end_us
+    run_ns_extra: int  # run_ns - (completed_at - created_at): tens of ms, as on the real server
+    run_start_offset_ns: int
+    ttft_frac: float | None
+    background: bool
+    streaming: bool
+    conversation_id: str | None
+    callback_url: str | None
+    callback_status_code: int | None
+    callback_error: str | None
+    stuck: bool = False
+    visible: bool = False
+    counted: bool = False  # in truth: terminal and visible
+    done: bool = False  # terminal, settled and visible
+    deleted: bool = False
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.created_us, self.id)
+
+    def terminal_at(self, now_us: int) -> bool:
+        return self.end_us is not None and now_us >= self.end_us
+
+    def settled_at(self, now_us: int) -> bool:
+        return self.end_us is not None and now_us >= self.end_us + self.settle_lag_us
+
+    def status_at(self, now_us: int) -> str:
+        if self.end_us is not None and now_us >= self.end_us:
+            return self.status
+        return "created" if now_us < self.start_us else "running"
+
+    @property
+    def run_ns(self) -> int | None:
+        if self.end_us is None:
+            return None
+        return (self.end_us - self.created_us) * 1000 + self.run_ns_extra
+
+    @property
+    def ttft_ns(self) -> int | None:
+        run_ns = self.run_ns
+        if run_ns is None or self.ttft_frac is None:
+            return None
+        return int(run_ns * self.ttft_frac)
+
+
+class RunFactory:
+    """Draws new runs from the world's RNG; every draw happens under the world lock."""
+
+    def __init__(self, config: SimConfig, rng: random.Random, agents: list[Agent]) -> None:
+        self.config = config
+        self.rng = rng
+        self.agents = agents
+        self.outcomes, weights = outcome_table(config.unknown_stop_reason_fraction)
+        self.cum_weights = [sum(weights[: i + 1]) for i in range(len(weights))]
+
+    def duration_us(self, refused: bool) -> int:
+        low, high = self.config.duration_range
+        if refused:
+            # Refused at once: as short as a run gets.
+            return int(low * US_PER_S)
+        # Log-uniform: many short runs, a long tail, as agent runs look.
+        seconds = math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        return max(1, int(seconds * US_PER_S))
+
+    def new_run(self, created_us: int, *, history: bool = False, stuck: bool = False) -> SimRun:
+        rng, config = self.rng, self.config
+        run_id = f"run-{make_uuid(rng)}"
+        agent = rng.choice(self.agents)
+        status, stop_reason = rng.choices(self.outcomes, cum_weights=self.cum_weights)[0]
+        if stop_reason == "?":
+            stop_reason = rng.choice(UNKNOWN_STOP_REASONS)
+        refused = status == "failed" and stop_reason is None and rng.random() < 0.5
+        duration = self.duration_us(refused)
+        if history:
+            # Already past: immediately visible and settled.
+            visible_lag = settle_lag = 0
+        else:
+            visible_lag = settle_lag = 0
+            if rng.random() < config.late_visibility_fraction:
+                visible_lag = int(rng.uniform(0.0, config.late_visibility_max) * US_PER_S)
+            if rng.random() < config.write_lag_fraction:
+                settle_lag = int(rng.uniform(0.02, max(0.02, config.write_lag_max)) * US_PER_S)
+        has_callback = rng.random() < 0.10
+        callback_roll = rng.random()
+        run = SimRun(
+            id=run_id,
+            agent=agent,
+            seed=rng.getrandbits(64),
+            status=status,
+            stop_reason=stop_reason,
+            refused=refused,
+            created_us=created_us,
+            start_us=created_us + duration // 20,
+            visible_us=created_us + visible_lag,
+            end_us=None if stuck else created_us + duration,
+            settle_lag_us=settle_lag,
+            run_ns_extra=int(rng.uniform(0.02, 0.08) * 1e9),
+            run_start_offset_ns=int(rng.uniform(0.005, 0.05) * 1e9),
+            ttft_frac=None if rng.random() < 0.4 else rng.uniform(0.05, 0.6),
+            background=refused or rng.random() < 0.05,
+            streaming=rng.random() < 0.5,
+            conversation_id=f"conv-{make_uuid(rng)}" if rng.random() < 0.1 else None,
+            callback_url=f"https://hooks.example.com/letta/{agent.name}" if has_callback else None,
+            callback_status_code=None,
+            callback_error=None,
+            stuck=stuck,
+        )
+        if refused:
+            run.ttft_frac = None
+        if has_callback:
+            if callback_roll < 0.8:
+                run.callback_status_code = 200
+            elif callback_roll < 0.9:
+                run.callback_status_code = 500
+            else:
+                run.callback_error = "ConnectError: [Errno 111] Connection refused"
+        return run
+
+
+# -- details derived from a run's seed -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepData:
+    id: str
+    model: ModelSpec
+    status: str
+    stop_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    # None means the whole *_tokens_details object is null, as on failed steps.
+    cached_tokens: int | None
+    cache_read_tokens: int | None
+    cache_creation_tokens: int | None  # may be null inside a present details object (capture)
+    has_prompt_details: bool
+    reasoning_tokens: int | None
+    error_type: str | None
+    error_message: str | None
+    trace_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetails:
+    steps: tuple[StepData, ...]
+    tools_used: tuple[str, ...] | None
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(step.prompt_tokens for step in self.steps)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(step.completion_tokens for step in self.steps)
+
+
+STEP_COUNT_WEIGHTS = (40, 25, 15, 10, 6, 4)  # 1..6 steps
+
+
+def upstream_500(model: ModelSpec) -> str:
+    return (
+        f"INTERNAL_SERVER_ERROR: {model.api_name} API error: Error code: 500 - "
+        "{'error': {'message': 'upstream exploded', 'type': 'server_error'}}"
+    )
+
+
+RAW_500 = "Error code: 500 - {'error': {'message': 'upstream exploded', 'type': 'server_error'}}"
+REDIS_REFUSAL = (
+    "INTERNAL_SERVER_ERROR: Background streaming requires Redis to be running. Please ensure Redis is "
+    "properly configured. LETTA_REDIS_HOST: None, LETTA_REDIS_PORT: 6379"
+)
+
+
+def failure(run: SimRun) -> tuple[str, str]:
+    """(error_type, message) of the step that failed a failed run."""
+    model = run.agent.model
+    if run.stop_reason == "llm_api_error":
+        return "LLMServerError", upstream_500(model)
+    if run.stop_reason is None:
+        return "InternalServerError", RAW_500
+    if run.stop_reason == "error":
+        return "ValueError", "Failed to parse tool call arguments as JSON"
+    return "LettaError", f"Run stopped: {run.stop_reason}"
+
+
+def derive_details(run: SimRun, tools: tuple[str, ...]) -> RunDetails:
+    rng = random.Random(run.seed)
+    model = run.agent.model
+    if run.refused:
+        count = 0
+    elif run.stop_reason == "max_steps":
+        count = rng.randint(7, 10)
+    else:
+        count = rng.choices(range(1, 7), weights=STEP_COUNT_WEIGHTS)[0]
+    trace_id = f"{rng.getrandbits(128):032x}" if rng.random() < 0.5 else None
+    base_prompt = rng.randint(700, 3000)
+    steps = []
+    for index in range(count):
+        step_id = f"step-{make_uuid(rng)}"
+        last = index == count - 1
+        prompt = base_prompt + index * rng.randint(60, 400)
+        completion = rng.randint(8, 400)
+        if last and run.status == "failed":
+            error_type, message = failure(run)
+            steps.append(
+                StepData(
+                    id=step_id,
+                    model=model,
+                    status="failed",
+                    stop_reason=run.stop_reason or "error",
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    cached_tokens=None,
+                    cache_read_tokens=None,
+                    cache_creation_tokens=None,
+                    has_prompt_details=False,
+                    reasoning_tokens=None,
+                    error_type=error_type,
+                    error_message=message,
+                    trace_id=trace_id,
+                )
+            )
+            continue
+        has_prompt_details = rng.random() < 0.9
+        cached = read = creation = None
+        if has_prompt_details:
+            cached = 128 * rng.randint(1, prompt // 128) if rng.random() < 0.5 else 0
+            read = cached
+            if model.provider == "anthropic":
+                creation = rng.randint(100, 1500) if rng.random() < 0.4 else 0
+            else:
+                # OpenAI leaves it null inside the object at times (seen in the capture).
+                creation = None if rng.random() < 0.3 else 0
+        reasoning = None
+        if rng.random() < 0.9:
+            reasoning = rng.randint(1, completion) if model.reasons and rng.random() < 0.5 else 0
+        if last:
+            status = "cancelled" if run.status == "cancelled" else "success"
+            stop_reason = run.stop_reason
+        else:
+            status, stop_reason = "success", None
+        steps.append(
+            StepData(
+                id=step_id,
+                model=model,
+                status=status,
+                stop_reason=stop_reason,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=cached,
+                cache_read_tokens=read,
+                cache_creation_tokens=creation,
+                has_prompt_details=has_prompt_details,
+                reasoning_tokens=reasoning,
+                error_type=None,
+                error_message=None,
+                trace_id=trace_id,
+            )
+        )
+    tools_used = None
+    if count > 1:
+        tools_used = tuple(rng.sample(tools, rng.randint(1, min(3, count - 1))))
+    return RunDetails(steps=tuple(steps), tools_used=tools_used)

@@ -1,0 +1,81 @@
+"""Ground truth: what the simulator knows happened, for tests to compare the exporter against."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class TruthStep:
+    id: str
+    model: str
+    provider_name: str
+    status: str
+    stop_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    # Null in the API counts as 0 here, so sums over truth never need a None check.
+    cached_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    reasoning_tokens: int
+    trace_id: str | None
+
+
+@dataclass(frozen=True)
+class TruthRun:
+    id: str
+    agent_id: str
+    status: str
+    stop_reason: str | None
+    created_at: datetime
+    completed_at: datetime
+    ttft_ns: int | None
+    # Equals /metrics run_ns and the listed total_duration_ns; deliberately NOT completed_at - created_at.
+    total_duration_ns: int
+    num_steps: int
+    tools_used: list[str]
+    steps: list[TruthStep]
+    callback_url: str | None
+    callback_status_code: int | None
+    callback_error: str | None
+
+
+USAGE_KEYS = (
+    "runs",
+    "steps",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "reasoning_tokens",
+    "tool_calls",
+)
+
+
+@dataclass
+class TruthTotals:
+    """Running sums over every run that ever became terminal and visible, minus deleted ones.
+
+    Pruning by retention does not touch these: that is what keeps a long benchmark checkable."""
+
+    by_outcome: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    usage: Counter[str] = field(default_factory=Counter)
+
+    def add(self, run: TruthRun, sign: int = 1) -> None:
+        self.by_outcome[(run.status, run.stop_reason)] += sign
+        if self.by_outcome[(run.status, run.stop_reason)] == 0:
+            del self.by_outcome[(run.status, run.stop_reason)]
+        self.usage["runs"] += sign
+        self.usage["steps"] += sign * run.num_steps
+        self.usage["tool_calls"] += sign * len(run.tools_used)
+        for step in run.steps:
+            self.usage["prompt_tokens"] += sign * step.prompt_tokens
+            self.usage["completion_tokens"] += sign * step.completion_tokens
+            self.usage["cached_tokens"] += sign * step.cached_tokens
+            self.usage["cache_read_tokens"] += sign * step.cache_read_tokens
+            self.usage["cache_creation_tokens"] += sign * step.cache_creation_tokens
+            self.usage["reasoning_tokens"] += sign * step.reasoning_tokens
