@@ -27,6 +27,7 @@ from exporter.poller import Poller, PollOptions
 from exporter.server import HttpServer, make_app
 from exporter.state import StateError, StateFile, capture, restore
 from exporter.tracker import RunTracker
+from exporter.webconfig import BasicAuth, WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 3.0
@@ -122,12 +123,18 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    web = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
+    auth = BasicAuth(web.users) if web.users else None
     server = HttpServer(
-        make_app(exporter.registry, poller.ready.is_set), settings.listen_address, settings.port
+        make_app(exporter.registry, poller.ready.is_set, auth),
+        settings.listen_address,
+        settings.port,
+        ssl_context=web.ssl_context() if web.tls else None,
     ).start()
     log.info(
-        "letta-exporter %s polling %s every %ss; serving http://%s:%d/metrics",
-        __version__, settings.base_url, settings.poll_interval, settings.listen_address, server.port,
+        "letta-exporter %s polling %s every %ss; serving %s://%s:%d/metrics%s",
+        __version__, settings.base_url, settings.poll_interval, "https" if web.tls else "http",
+        settings.listen_address, server.port, " (basic auth)" if auth else "",
     )  # fmt: skip
 
     scheduler = AsyncIOScheduler()

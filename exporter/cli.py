@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"invalid setting LETTA_API_KEY: required for Letta Cloud ({LETTA_CLOUD_URL}); set "
                 "LETTA_BASE_URL for a self-hosted server, or run 'letta-exporter demo'"
             )
+        if settings.web_config_file is not None:
+            from exporter.webconfig import load_web_config
+
+            load_web_config(settings.web_config_file)
     except ConfigError as exc:
         print(f"letta-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG

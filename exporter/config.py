@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     duration_buckets: Buckets = Field(
         DEFAULT_DURATION_BUCKETS, description="Run duration histogram buckets, seconds."
     )
+    web_config_file: Path | None = Field(
+        None, description="Prometheus-style web config (TLS, basic auth) for /metrics."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["text", "json"] = Field("text", description="Log format: text, or json for machines.")
 

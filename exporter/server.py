@@ -5,6 +5,8 @@ Served from its own threads, so a scrape is answered from memory however slow a 
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -14,6 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from exporter import __version__
+from exporter.webconfig import BasicAuth
 
 LANDING = f"""<!doctype html>
 <html><head><title>letta-exporter</title></head>
@@ -29,14 +32,31 @@ StartResponse = Callable[..., Any]
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        if self.ssl_context is not None:
+            # The handshake happens on first read, in the request's own thread, so a client that
+            # never finishes it cannot stall the accept loop.
+            conn = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # a client trickling its request cannot hold a thread forever
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
+# Probes stay open so kubelet needs no credentials; they reveal nothing but liveness.
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def make_app(
+    registry: CollectorRegistry, is_ready: Callable[[], bool], auth: BasicAuth | None = None
+) -> Callable[..., Iterable[bytes]]:
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -44,6 +64,16 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool]) -> Calla
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
             return [b"method not allowed\n"]
+        if (
+            auth is not None
+            and path not in UNAUTHENTICATED_PATHS
+            and not auth.check(environ.get("HTTP_AUTHORIZATION"))
+        ):
+            start_response(
+                "401 Unauthorized",
+                [("WWW-Authenticate", 'Basic realm="letta-exporter"'), ("Content-Type", "text/plain")],
+            )
+            return [b"unauthorized\n"]
         if path == "/metrics":
             return metrics_app(environ, start_response)
         if path == "/healthz":
@@ -65,10 +95,17 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool]) -> Calla
 
 
 class HttpServer:
-    def __init__(self, app: Callable[..., Iterable[bytes]], host: str, port: int) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._server = make_server(
             host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
         )
+        self._server.ssl_context = ssl_context
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

@@ -161,9 +161,14 @@ class ExporterProcess:
 
     def start(self, wait_until: str = "/readyz") -> ExporterProcess:
         """Start and wait until ``wait_until`` answers 200 (``/healthz``: only that it serves)."""
+        self.spawn()
+        wait_for(lambda: self.answers(wait_until), timeout=20, what=f"exporter {wait_until}")
+        return self
+
+    def spawn(self) -> ExporterProcess:
+        """Start the process without waiting for it to answer."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log)
-        wait_for(lambda: self.answers(wait_until), timeout=20, what=f"exporter {wait_until}")
         return self
 
     def answers(self, path: str) -> bool:
