@@ -1,0 +1,145 @@
+"""The Prometheus rules in rules/: promtool accepts them, their unit tests pass, and every alert the
+issue asks for exists with a severity, a summary, a description and a non-trivial ``for:``.
+
+promtool comes from Debian's ``prometheus`` package (``.ci/install-prometheus.sh``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_DIR = ROOT / "rules"
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
+RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
+
+EXPECTED_ALERTS = {
+    "LettaExporterDown",
+    "LettaExporterPollingStale",
+    "LettaApiErrorsHigh",
+    "LettaApiRateLimited",
+    "LettaRunFailureRatioHigh",
+    "LettaRunTTFTHigh",
+    "LettaRunsStuck",
+}
+RECORD_NAME = re.compile(r"^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$")
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool not installed (Debian package 'prometheus'; run .ci/install-prometheus.sh)",
+)
+
+
+def _rules() -> list[dict]:
+    rules: list[dict] = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            rules.extend(group["rules"])
+    return rules
+
+
+def _duration_seconds(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", text))
+
+
+def test_rule_files_exist() -> None:
+    assert [p.name for p in RULE_FILES] == ["letta-exporter.rules.yml"]
+    assert RULE_TESTS, "rules/tests/ has no promtool unit tests"
+
+
+def test_every_expected_alert_is_defined_with_severity_annotations_and_for() -> None:
+    alerts = {r["alert"]: r for r in _rules() if "alert" in r}
+    assert set(alerts) == EXPECTED_ALERTS
+    for name, rule in alerts.items():
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        annotations = rule["annotations"]
+        assert annotations.get("summary", "").strip(), f"{name}: no summary"
+        assert annotations.get("description", "").strip(), f"{name}: no description"
+        assert "{{" in annotations["description"], f"{name}: description has no templated value"
+        # Long enough to ride out a scrape or poll hiccup (anti-flapping).
+        assert _duration_seconds(rule.get("for", "0s")) >= 300, f"{name}: for: shorter than 5m"
+
+
+def test_recording_rules_follow_level_metric_operation_naming() -> None:
+    records = [r["record"] for r in _rules() if "record" in r]
+    assert records, "no recording rules"
+    for name in records:
+        assert RECORD_NAME.match(name), f"{name} is not level:metric:operation"
+        assert name.split(":")[0] in ("letta", "letta_agent", "letta_instance"), name
+    assert len(records) == len(set(records)), "a recording rule is defined twice"
+    assert "letta:run_ttft_seconds:p95_rate5m" in records
+    assert "letta_agent:run_ttft_seconds:p95_rate5m" in records
+
+
+def test_every_alert_is_unit_tested() -> None:
+    tested: set[str] = set()
+    for path in RULE_TESTS:
+        for group in yaml.safe_load(path.read_text())["tests"]:
+            for case in group.get("alert_rule_test", []):
+                if case.get("exp_alerts"):
+                    tested.add(case["alertname"])
+    assert tested >= EXPECTED_ALERTS, f"alerts never shown firing: {EXPECTED_ALERTS - tested}"
+
+
+def test_thresholds_are_documented_in_the_rules_file_and_docs() -> None:
+    header = RULE_FILES[0].read_text().split("groups:")[0]
+    docs = (ROOT / "docs" / "dashboards.md").read_text()
+    for name in EXPECTED_ALERTS:
+        assert name in header, f"{name} missing from the thresholds table at the top of the rules file"
+        assert name in docs, f"{name} missing from docs/dashboards.md"
+
+
+@needs_promtool
+def test_promtool_check_rules() -> None:
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", *map(str, RULE_FILES)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@needs_promtool
+def test_promtool_rule_unit_tests_pass() -> None:
+    # promtool resolves rule_files relative to the test file, so run from anywhere.
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", *map(str, RULE_TESTS)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path) -> None:
+    """The unit tests are not vacuous: with LettaRunsStuck's threshold raised so it can no longer
+    fire, and LettaApiErrorsHigh's lowered so the quiet instance fires too, promtool fails."""
+    rules_text = RULE_FILES[0].read_text()
+    broken = rules_text.replace(
+        "letta_active_run_max_age_seconds > 1800", "letta_active_run_max_age_seconds > 1e9"
+    )
+    broken = broken.replace(
+        "exporter_api_errors:ratio_rate5m > 0.05", "exporter_api_errors:ratio_rate5m > 0.001"
+    )
+    assert broken.count("1e9") == 1 and broken.count("> 0.001") == 1
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / RULE_FILES[0].name).write_text(broken)
+    (tmp_path / "rules" / "tests").mkdir()
+    for path in RULE_TESTS:
+        (tmp_path / "rules" / "tests" / path.name).write_text(path.read_text())
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", *[str(tmp_path / "rules" / "tests" / p.name) for p in RULE_TESTS]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "alertname: LettaRunsStuck" in output
+    assert "alertname: LettaApiErrorsHigh" in output
