@@ -196,8 +196,8 @@ class ExporterMetrics:
             ["source"], registry=registry,
         )  # fmt: skip
         self.runs_lost = Counter(
-            "letta_exporter_runs_lost", "Runs that vanished (deleted) before their outcome could be read.",
-            registry=registry,
+            "letta_exporter_runs_lost", "Runs given up before their outcome could be read: deleted in "
+            "Letta, or in flight past the age limit.", ["reason"], registry=registry,
         )  # fmt: skip
 
         self.circuit_open = Gauge(
@@ -212,6 +212,8 @@ class ExporterMetrics:
             registry=registry,
         )  # fmt: skip
 
+        for reason in ("deleted", "stale"):
+            self.runs_lost.labels(reason)
         for phase in ("discover", "track", "enrich"):
             self.poll_errors.labels(phase)
         if not agent_label:

@@ -22,7 +22,7 @@ from exporter.letta.errors import LettaError, LettaNotFound
 from exporter.letta.models import is_safe_id
 from exporter.metrics import ExporterMetrics
 from exporter.outcome import compute_outcome, has_settled
-from exporter.tracker import PendingRun, RunTracker, created_ts
+from exporter.tracker import PendingRun, RunTracker, Seen, created_ts
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class PollOptions:
     max_settle_checks: int = 3
     agent_name_refresh: float = 3600.0
     max_active_pages: int = 50
+    max_in_flight_age: float = 86400.0
 
 
 class Poller:
@@ -140,6 +141,8 @@ class Poller:
             for run in page:
                 created = created_ts(run)
                 if created is None:
+                    # Without created_at a run cannot be placed against the horizon: count, skip.
+                    self.metrics.observe_malformed("list_runs")
                     continue
                 if horizon is not None and created < horizon:
                     reached_horizon = True
@@ -181,13 +184,21 @@ class Poller:
                 run = await self.client.retrieve_run(run_id)
             except LettaNotFound:
                 self.tracker.forget(run_id)
-                self.metrics.runs_lost.inc()
+                self.metrics.runs_lost.labels("deleted").inc()
                 log.info("run %s vanished before it finished; not counted", run_id)
                 return
             except LettaError as exc:
                 log.debug("retrieve %s failed, retrying next tick: %s", run_id, exc)
                 return
-        self.tracker.observe(run)
+        if self.tracker.observe(run) is Seen.IN_FLIGHT:
+            # Not active, yet not terminal: a status this exporter does not know. Keep asking,
+            # but not forever: each such run costs a request per poll.
+            created = created_ts(run)
+            if created is not None and self.clock() - created > self.options.max_in_flight_age:
+                self.tracker.forget(run_id)
+                self.metrics.runs_lost.labels("stale").inc()
+                log.warning("run %s still %r after %.0fs; no longer tracked", run_id, run.status,
+                            self.clock() - created)  # fmt: skip
 
     def _set_live_gauges(self, active: Any) -> None:
         counts: Counter[tuple[str, str]] = Counter()
@@ -229,7 +240,7 @@ class Poller:
                     enrichment.usage = await self._read("usage", failed, self.client.run_usage(run_id))
             except LettaNotFound:
                 self.tracker.forget(run_id)
-                self.metrics.runs_lost.inc()
+                self.metrics.runs_lost.labels("deleted").inc()
                 return
         if failed:
             entry.failures += 1

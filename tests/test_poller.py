@@ -197,7 +197,7 @@ def test_a_deleted_in_flight_run_is_dropped_and_counted_as_lost(sim_factory) -> 
     exporter, stuck = run(scenario())
     samples = registry_samples(exporter.registry)
     assert stuck not in exporter.tracker.in_flight
-    assert samples[("letta_exporter_runs_lost_total", ())] == 1
+    assert samples[("letta_exporter_runs_lost_total", (("reason", "deleted"),))] == 1
     assert runs_counted(samples) == 0
 
 

@@ -1,0 +1,161 @@
+"""Bad-input suite: each hostile reply gets a bounded, counted outcome and polling carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from exporter.app import build_exporter
+from exporter.config import Settings
+from tests.hostile_server import HostileLetta, Reply, json_reply, run_json
+from tests.support import registry_samples, runs_counted, select
+
+MEMORY_BOUND_BYTES = 24 * 1024 * 1024
+
+
+@dataclass
+class Case:
+    name: str
+    runs: list[dict] = field(default_factory=list)
+    list_route: Callable | None = None  # a hostile run list
+    counted: int = 0  # runs the exporter should count despite the hostility
+    malformed: bool = False  # letta_exporter_api_malformed_responses_total must rise
+    discover_fails: bool = False  # letta_exporter_poll_errors_total{phase="discover"} must rise
+    code: str | None = None  # a letta_exporter_api_requests_total code that must appear
+    labels: dict[str, str] = field(default_factory=dict)  # label value checks on letta_runs_total
+
+
+def slow_body(chunks: int, delay: float) -> Reply:
+    return Reply(body=(b" " for _ in range(chunks)), delay_between_chunks=delay)
+
+
+def pages_with_duplicates(path: str, query: dict) -> Reply:
+    a, b, c = (run_json(f"run-dup-{n}") for n in "abc")
+    if not query.get("before"):
+        return json_reply([c, b])
+    if query["before"] == ["run-dup-b"]:
+        return json_reply([b, a])  # b again, on the next page
+    return json_reply([])
+
+
+def cursor_ignored(path: str, query: dict) -> Reply:
+    # A server that no longer knows the cursor run (deleted) and starts from the top again.
+    return json_reply([run_json("run-cur-2"), run_json("run-cur-1")])
+
+
+def html(status: int, text: bytes) -> Callable:
+    return lambda path, query: Reply(status, text, "text/html")
+
+
+def raw(body: bytes | object) -> Callable:
+    return lambda path, query: Reply(body=body)  # type: ignore[arg-type]
+
+
+def without(body: dict, key: str) -> dict:
+    return {k: v for k, v in body.items() if k != key}
+
+
+WRONG_TYPES = [
+    run_json("run-ok-1"),
+    {**run_json("run-bad-1"), "created_at": "yesterday"},
+    {**run_json("run-bad-2"), "id": 12345},
+    {**run_json("run-ok-2"), "ttft_ns": "soon"},
+    "not an object",
+    None,
+]
+MISSING_FIELDS = [run_json("run-ok-3"), without(run_json("run-nocreated"), "created_at")]
+MISSING_ID = [run_json("run-ok-4"), {"status": "completed"}]
+UNKNOWN_ENUMS = [
+    run_json("run-new-1", stop_reason="Brand New Reason!!"),
+    run_json("run-new-2", status="archived"),
+]
+LONG_STRINGS = [
+    run_json("run-long-1", stop_reason="x" * 1_000_000, agent_id="agent-" + "a" * 10_000),
+    run_json("run-" + "z" * 10_000),
+]
+
+CASES = [
+    Case("non_json_body", list_route=html(200, b"<html>oops</html>"), malformed=True, discover_fails=True),
+    Case("html_error_page", list_route=html(502, b"<h1>502 Bad Gateway</h1>"), discover_fails=True,
+         code="502"),
+    Case("deeply_nested_json", list_route=raw(b"[" * 200_000 + b"]" * 200_000), malformed=True,
+         discover_fails=True),
+    Case("huge_page", list_route=lambda p, q: Reply(body=(b"[" + b" " * 65536 for _ in range(64))),
+         malformed=True, discover_fails=True, code="body_too_large"),
+    Case("slow_loris", list_route=lambda p, q: slow_body(40, 0.1), discover_fails=True, code="timeout"),
+    Case("wrong_types", runs=WRONG_TYPES, counted=2, malformed=True),
+    Case("missing_created_at", runs=MISSING_FIELDS, counted=1, malformed=True),
+    Case("missing_id", runs=MISSING_ID, counted=1, malformed=True),
+    Case("unknown_status_and_stop_reason", runs=UNKNOWN_ENUMS, counted=1,
+         labels={"stop_reason": "brand_new_reason"}),
+    Case("very_long_strings", runs=LONG_STRINGS, counted=1, malformed=True),
+    Case("duplicate_ids_across_pages", list_route=pages_with_duplicates, counted=3),
+    # The first page is still taken in (counted once); the loop is caught and the poll ends there.
+    Case("cursor_pointing_at_a_deleted_run", list_route=cursor_ignored, counted=2, discover_fails=True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_reply_is_bounded_counted_and_polling_goes_on(case: Case) -> None:
+    server = HostileLetta().start()
+    page_size = 2 if case.name.startswith(("duplicate", "cursor")) else 100
+    settings = Settings(
+        base_url=server.base_url,
+        max_requests_per_second=0,
+        max_retries=1,
+        request_timeout=0.3,
+        page_size=page_size,
+    )
+    exporter = build_exporter(settings)
+    exporter.client.max_body_bytes = 1024 * 1024
+    exporter.client.backoff_base = 0.01
+
+    async def scenario() -> None:
+        await exporter.poller.tick()  # baseline on an empty server
+        server.runs = case.runs
+        server.list_route = case.list_route
+        tracemalloc.start()
+        for _ in range(2):  # a third failed poll in a row would open the circuit breaker
+            await exporter.poller.tick()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < MEMORY_BOUND_BYTES, f"peak {peak} bytes"
+        # The server comes right: polling goes on and reaches it.
+        server.list_route = None
+        server.runs = []
+        await exporter.poller.tick()
+        await exporter.client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+    samples = registry_samples(exporter.registry)
+    assert samples[("letta_exporter_up", ())] == 1
+    assert runs_counted(samples) == case.counted
+    malformed = sum(select(samples, "letta_exporter_api_malformed_responses_total", ()).values())
+    assert (malformed > 0) == case.malformed, malformed
+    discover_errors = select(samples, "letta_exporter_poll_errors_total", ("phase",)).get(("discover",), 0)
+    assert (discover_errors > 0) == case.discover_fails, discover_errors
+    if case.code:
+        assert select(samples, "letta_exporter_api_requests_total", ("code",)).get((case.code,), 0) > 0
+    for label, value in case.labels.items():
+        assert value in {k[0] for k in select(samples, "letta_runs_total", (label,))}
+    for (name, labels), _ in samples.items():
+        for _, value in labels:
+            assert len(value) <= 128 and value.isprintable(), (name, value[:50])
+
+
+def test_label_values_from_long_strings_are_capped() -> None:
+    from exporter.labels import enum_label, free_label
+
+    assert len(enum_label("x" * 10_000)) == 64
+    assert len(free_label("m" * 10_000)) == 128
+    assert free_label("bad\nmodel\x00name") == "bad_model_name"
+    assert json.dumps(enum_label("Ünïcödé reason")).isascii()
