@@ -125,18 +125,16 @@ class Poller:
         tracker = self.tracker
         first = not self.baselined
         horizon = tracker.horizon
-        count_from: float | None = None
-        if first:
-            count_from = self.started_at - self.options.backfill if self.options.backfill > 0 else None
+        # "Start at now" means at process start, not at the first poll that succeeds: runs created
+        # after start-up count even when Letta was unreachable at first.
+        count_from = self.started_at - self.options.backfill
         newest: float | None = None
         async for page in self.client.iter_runs(page_size=self.options.page_size):
             if first and horizon is None and page:
                 # No state yet: the newest run anchors the horizon on Letta's own clock.
                 anchor = created_ts(page[0])
                 if anchor is not None:
-                    horizon = anchor - tracker.overlap
-                    if count_from is not None:
-                        horizon = min(horizon, count_from)
+                    horizon = min(anchor - tracker.overlap, count_from)
             reached_horizon = False
             for run in page:
                 created = created_ts(run)
@@ -148,7 +146,7 @@ class Poller:
                     reached_horizon = True
                     continue
                 newest = created if newest is None else max(newest, created)
-                counted = not first or (count_from is not None and created >= count_from)
+                counted = not first or created >= count_from
                 tracker.observe(run, count_terminal=counted)
             if reached_horizon:
                 break

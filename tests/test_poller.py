@@ -238,3 +238,22 @@ def test_finalised_set_stays_bounded_over_a_long_run(sim_factory) -> None:
     assert total > 150
     # The dedupe set holds about (overlap + margin + tick) worth of runs, not the whole history.
     assert max(sizes[-5:]) < total / 2
+
+
+def test_runs_created_after_start_count_even_when_the_first_polls_fail(sim_factory) -> None:
+    sim = sim_factory()
+    sim.add_history(5, max_age_seconds=300)
+
+    async def scenario():
+        sim.faults.rate_500 = 1.0
+        exporter = make_exporter(sim, max_retries=0)
+        await exporter.poller.tick()  # Letta down at start-up: no baseline yet
+        sim.burst(3)
+        assert await asyncio.to_thread(sim.wait_idle, 20)
+        sim.faults.rate_500 = 0.0
+        await settle(exporter, sim, expected=3)
+        return exporter
+
+    exporter = run(scenario())
+    samples = registry_samples(exporter.registry)
+    assert runs_counted(samples) == 3
