@@ -61,4 +61,5 @@ def configure_logging(level: str, fmt: str, secrets: list[str]) -> None:
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO; our own request metrics say the same with less noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is ticks not overlapping, by design.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
