@@ -5,12 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+source scripts/venv.sh
 
 if [ -z "${LETTA_BASE_URL:-}${LETTA_API_KEY:-}${LETTA_API_KEY_FILE:-}" ]; then
   exec .venv/bin/letta-exporter demo "$@"

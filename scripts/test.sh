@@ -4,13 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
-fi
-# The system pip (23.x) trips on some packages' metadata: upgrade it inside the venv first.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+EXTRAS="[test]" source scripts/venv.sh
 
 # Real tools the tests drive (Prometheus/promtool, Grafana's schema, Helm, Docker): each script is
 # idempotent and fails loudly when an install fails.
