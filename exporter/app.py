@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,11 +27,16 @@ from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, PollOptions
 from exporter.server import HttpServer, make_app
 from exporter.state import StateError, StateFile, capture, restore
+from exporter.traces.pipeline import TracePipeline, build_pipeline, span_export_counter
+from exporter.traces.storage import TraceStorage
 from exporter.tracker import RunTracker
 from exporter.webconfig import BasicAuth, WebConfig, load_web_config
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 3.0
+# Shutdown as a whole stays under 5 s; queued spans get what is left of this, at least a moment.
+SHUTDOWN_DEADLINE_SECONDS = 4.5
+TRACE_FLUSH_SECONDS = (0.2, 2.0)
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Exporter:
     tracker: RunTracker
     poller: Poller
     save_state: Callable[[], Awaitable[None]] | None = None
+    traces: TracePipeline | None = None
 
 
 def build_exporter(settings: Settings) -> Exporter:
@@ -70,12 +77,21 @@ def build_exporter(settings: Settings) -> Exporter:
         enrich_usage=settings.enrich_usage,
         enrich_metrics=settings.enrich_metrics,
         enrich_steps=settings.enrich_steps,
+        enrich_trace=settings.enrich_trace,
         agent_names=settings.agent_names and settings.agent_label,
         backfill=settings.backfill,
     )
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
-    poller = Poller(client, tracker, metrics, options, breaker=breaker)
-    exporter = Exporter(settings, registry, metrics, client, tracker, poller)
+    # The span counter exists (at zero) with tracing off too, so dashboards and alerts see it.
+    spans_exported = span_export_counter(registry)
+    traces = build_pipeline(
+        settings,
+        spans_exported,
+        on_malformed=lambda count: metrics.api_malformed.labels("retrieve_trace_for_run").inc(count),
+    )
+    poller = Poller(client, tracker, metrics, options, breaker=breaker, traces=traces,
+                    trace_storage=TraceStorage(settings.trace_probe_interval))  # fmt: skip
+    exporter = Exporter(settings, registry, metrics, client, tracker, poller, traces=traces)
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
     return exporter
@@ -153,10 +169,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        started = time.monotonic()
         scheduler.shutdown(wait=False)
         await _cancel_running_ticks()
         if exporter.save_state is not None:
             await exporter.save_state()
+        if exporter.traces is not None:
+            low, high = TRACE_FLUSH_SECONDS
+            budget = min(high, max(low, SHUTDOWN_DEADLINE_SECONDS - (time.monotonic() - started)))
+            await asyncio.to_thread(exporter.traces.shutdown, budget)
         server.stop()
         await exporter.client.aclose()
 

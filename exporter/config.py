@@ -103,6 +103,27 @@ class Settings(BaseSettings):
     )
     enrich_metrics: bool = Field(True, description="Read /metrics per run (duration, step count, tools).")
     enrich_steps: bool = Field(True, description="Read /steps per run (per-model tokens and step outcomes).")
+    enrich_trace: bool = Field(
+        True,
+        description="Read /trace per run for trace export, or for TTFT when a traced run lacks it.",
+    )
+    traces: bool | None = Field(
+        None,
+        description="Export run traces over OTLP; unset: on when an OTEL_EXPORTER_OTLP_*ENDPOINT is set.",
+    )
+    trace_synthesis: bool = Field(
+        True, description="Synthesise a trace from the run and its steps when Letta has none."
+    )
+    trace_reparent_orphans: bool = Field(
+        False, description="Attach spans whose parent /trace left out to the run's root span."
+    )
+    trace_attribute_denylist: str = Field(
+        "http.request.body.*,parameter.*,!parameter.tool_name",
+        description="Span attribute keys never exported: comma-separated globs; !glob keeps a key.",
+    )
+    trace_probe_interval: Seconds = Field(
+        600.0, description="After /trace answered 501 (no trace storage), how often to ask again."
+    )
     agent_label: bool = Field(True, description="Label run metrics with agent_id.")
     max_agents: int = Field(1000, ge=1, description="Distinct agent_id values before the rest share 'other'.")
     agent_names: bool = Field(True, description="Look up agent names for letta_agent_info.")
@@ -136,7 +157,7 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("discovery_overlap", "backfill", mode="before")
+    @field_validator("discovery_overlap", "backfill", "trace_probe_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -158,6 +179,17 @@ class Settings(BaseSettings):
                 raise ValueError("api_key_file: file is empty")
             if self.api_key is None:
                 self.api_key = SecretStr(key)
+        return self
+
+    @model_validator(mode="after")
+    def _trace_environment(self) -> Settings:
+        from exporter.traces.pipeline import check_environment, tracing_enabled
+
+        if tracing_enabled(self.traces):
+            try:
+                check_environment()
+            except ValueError as exc:
+                raise ValueError(f"traces: {exc}") from None
         return self
 
     def api_key_value(self) -> str | None:

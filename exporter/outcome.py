@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from exporter.labels import enum_label, free_label
 from exporter.letta.models import Run, RunMetrics, Step, UsageStatistics
@@ -24,6 +25,9 @@ class Enrichment:
     usage: UsageStatistics | None = None
     metrics: RunMetrics | None = None
     steps: list[Step] | None = None
+    # /trace rows (ClickHouse otel_traces columns); [] when Letta has no trace for the run, None when
+    # not read (switched off, no trace storage, or not yet).
+    trace_rows: list[dict[str, Any]] | None = None
     ttft_ns_from_trace: int | None = None
 
 

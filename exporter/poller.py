@@ -13,16 +13,21 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.breaker import CircuitBreaker
 from exporter.labels import enum_label
 from exporter.letta.client import LettaClient
-from exporter.letta.errors import LettaError, LettaNotFound
-from exporter.letta.models import is_safe_id
+from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented
+from exporter.letta.models import Run, is_safe_id
 from exporter.metrics import ExporterMetrics
-from exporter.outcome import compute_outcome, has_settled
+from exporter.outcome import Enrichment, compute_outcome, has_settled
+from exporter.traces.rows import trace_settled, ttft_ns_from_rows
+from exporter.traces.storage import TraceStorage
 from exporter.tracker import PendingRun, RunTracker, Seen, created_ts
+
+if TYPE_CHECKING:
+    from exporter.traces.pipeline import TracePipeline
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class PollOptions:
     enrich_usage: bool = True
     enrich_metrics: bool = True
     enrich_steps: bool = True
+    enrich_trace: bool = True
     agent_names: bool = True
     backfill: float = 0.0
     max_enrichment_failures: int = 5
@@ -53,6 +59,8 @@ class Poller:
         *,
         clock: Callable[[], float] = time.time,
         breaker: CircuitBreaker | None = None,
+        traces: TracePipeline | None = None,
+        trace_storage: TraceStorage | None = None,
     ) -> None:
         self.client = client
         self.tracker = tracker
@@ -68,6 +76,9 @@ class Poller:
         self._tick_lock = asyncio.Lock()
         self.breaker = breaker or CircuitBreaker()
         self._last_error = ""
+        # Finalised runs go on to the trace pipeline (None: trace export is off).
+        self.traces = traces
+        self.trace_storage = trace_storage or TraceStorage()
         # Called at the end of every tick, e.g. to persist state; their failures are theirs to report.
         self.after_tick: list[Callable[[], Awaitable[None]]] = []
 
@@ -236,6 +247,10 @@ class Poller:
                 # when steps are switched off: one API call fewer per run.
                 if options.enrich_usage and not options.enrich_steps and enrichment.usage is None:
                     enrichment.usage = await self._read("usage", failed, self.client.run_usage(run_id))
+                if enrichment.trace_rows is None and self._wants_trace(entry.run, enrichment):
+                    rows = await self._read("trace", failed, self._read_trace(run_id))
+                    enrichment.trace_rows = rows
+                    enrichment.ttft_ns_from_trace = ttft_ns_from_rows(rows) if rows else None
             except LettaNotFound:
                 self.tracker.forget(run_id)
                 self.metrics.runs_lost.labels("deleted").inc()
@@ -249,15 +264,18 @@ class Poller:
             log.warning(
                 "recording run %s without %s after %d tries", run_id, ", ".join(failed), entry.failures
             )
-        elif (
-            options.enrich_metrics
-            and not has_settled(entry.run, enrichment)
-            and entry.settle_checks < options.max_settle_checks
-        ):
-            # Listed terminal before Letta wrote its duration: look again next tick.
-            entry.settle_checks += 1
-            enrichment.metrics = None
-            return
+        elif entry.settle_checks < options.max_settle_checks:
+            # Listed terminal before Letta wrote its duration, or before its spans reached trace
+            # storage (written in batches): look again next tick.
+            metrics_late = options.enrich_metrics and not has_settled(entry.run, enrichment)
+            trace_late = not self._trace_complete(enrichment)
+            if metrics_late or trace_late:
+                entry.settle_checks += 1
+                if metrics_late:
+                    enrichment.metrics = None
+                if trace_late:
+                    enrichment.trace_rows = None
+                return
         self._record(entry)
 
     async def _read(self, source: str, failed: list[str], call: Awaitable[Any]) -> Any:
@@ -271,11 +289,50 @@ class Poller:
             failed.append(source)
             return None
 
+    def _wants_trace(self, run: Run, enrichment: Enrichment) -> bool:
+        """/trace is read for trace export, or for TTFT when the run lacks one and its steps name a
+        trace (each read is an API call, so not otherwise), and not while Letta has no trace
+        storage, bar the odd probe."""
+        if not self.options.enrich_trace:
+            return False
+        wanted = self.traces is not None and self.traces.wants_rows
+        if not wanted and run.ttft_ns is None:
+            # Steps name their trace when Letta traced the run (null on a server without tracing);
+            # without steps to go by, only switching them off leaves /trace to ask.
+            steps = enrichment.steps
+            wanted = (
+                any(step.trace_id for step in steps) if steps is not None else not self.options.enrich_steps
+            )
+        return wanted and self.trace_storage.claim()
+
+    def _trace_complete(self, enrichment: Enrichment) -> bool:
+        """Only an exported trace waits for stragglers; the TTFT fallback takes what is there."""
+        return self.traces is None or trace_settled(enrichment.trace_rows, enrichment.steps)
+
+    async def _read_trace(self, run_id: str) -> list[dict[str, Any]] | None:
+        """The run's /trace rows; ``None`` when Letta has no trace storage (501, which is not a
+        failure: it is remembered, and the run goes on without rows)."""
+        try:
+            rows = await self.client.run_trace(run_id)
+        except LettaNotImplemented as exc:
+            self.trace_storage.unavailable(str(exc))
+            return None
+        except LettaNotFound:
+            return None  # this run's trace is gone; whether the run is, the other sources tell
+        except LettaError:
+            self.trace_storage.probe_failed()
+            raise
+        self.trace_storage.answered()
+        return rows
+
     def _record(self, entry: PendingRun) -> None:
         outcome = compute_outcome(entry.run, entry.enrichment)
         # Recording and marking finalised happen in one synchronous step: nothing can interleave.
         self.metrics.record(outcome)
         self.tracker.finalise(entry.run.id)
+        if self.traces is not None:
+            # Non-blocking and exception-free: builds the spans and queues them for export.
+            self.traces.submit(entry.run, entry.enrichment)
 
     # -- agent names -----------------------------------------------------------------------------
 

@@ -671,3 +671,101 @@ def test_cli_serves_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- /trace with trace storage ---------------------------------------------------------------------
+
+OTEL_COLUMNS = (
+    "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
+    "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
+    "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId", "Links.SpanId",
+    "Links.TraceState", "Links.Attributes",
+)  # fmt: skip
+
+
+def test_trace_rows_are_shaped_like_clickhouse_otel_traces(make_sim, client_for, clock) -> None:
+    sim = make_sim(clock, trace_mode="rows")
+    sim.burst(60)
+    finished(sim, clock)
+    client = client_for(sim)
+    truth = sim.truth()
+    traced = [run for run in truth if run.trace_rows]
+    assert 0.3 < len(traced) / len(truth) < 0.7  # runs whose steps carry a trace_id
+    rows: list[dict[str, Any]] = []
+    for run in truth:
+        body = client.get(f"/v1/runs/{run.id}/trace", params={"limit": 1000}).json()
+        assert body == list(run.trace_rows)
+        assert bool(body) == any(step.trace_id for step in run.steps)
+        rows += body
+        ids = {row["SpanId"].lower() for row in body}
+        for row, span in zip(body, run.trace_spans, strict=True):
+            assert row["TraceId"].lower() == run.steps[0].trace_id == span.trace_id
+            assert (row["ParentSpanId"].lower() not in ids) == (span.hidden_parent or not span.parent_span_id)
+        if body:
+            assert sum(1 for row in body if row["ParentSpanId"] == "") == 1
+            assert sum(row["SpanName"] == "agent_step" for row in body) == run.num_steps
+            assert any(row["SpanName"] == "time_to_first_token" for row in body) == (run.ttft_ns is not None)
+    for row in rows:
+        assert tuple(row) == OTEL_COLUMNS
+        assert all(isinstance(v, str) for v in row["SpanAttributes"].values())  # Map(String, String)
+        assert len({len(row[f"Events.{c}"]) for c in ("Timestamp", "Name", "Attributes")}) == 1
+        assert len({len(row[f"Links.{c}"]) for c in ("TraceId", "SpanId", "TraceState", "Attributes")}) == 1
+    names = {row["SpanName"] for row in rows}
+    assert {"agent_step", "LettaAgentV3._execute_tool", "time_to_first_token"} <= names
+    assert any(name.startswith("POST /v1/agents/") for name in names)
+    keys = {key for row in rows for key in row["SpanAttributes"]}
+    assert {"http.request.body.messages", "parameter.agent_state", "parameter.tool_args"} <= keys
+    assert any(row["Links.SpanId"] for row in rows) and any(row["Events.Name"] for row in rows)
+    ttft_events = [
+        attributes
+        for row in rows
+        for name, attributes in zip(row["Events.Name"], row["Events.Attributes"], strict=True)
+        if name == "time_to_first_token_ms"
+    ]
+    assert ttft_events and all(a["ttft_ms"].isdigit() for a in ttft_events)
+    assert any(row["StatusCode"] == "Error" for row in rows)
+    # Dialects are mixed: integer and ISO timestamps, upper- and lower-case IDs, quoted durations.
+    assert {type(row["Timestamp"]).__name__ for row in rows} == {"int", "str"}
+    assert any(" " in str(row["Timestamp"]) for row in rows) and any(
+        "T" in str(row["Timestamp"]) for row in rows
+    )
+    assert any(row["SpanId"].isupper() for row in rows) and any(row["SpanId"].islower() for row in rows)
+    assert {type(row["Duration"]).__name__ for row in rows} == {"int", "str"}
+
+    run = max(traced, key=lambda r: len(r.trace_rows))
+    limited = client.get(f"/v1/runs/{run.id}/trace", params={"limit": 2}).json()
+    assert limited == list(run.trace_rows[:2])
+    assert client.get(f"/v1/runs/{UNKNOWN_ID}/trace").status_code == 404
+
+
+def test_trace_rows_are_empty_in_flight_and_in_empty_mode(make_sim, client_for, clock) -> None:
+    sim = make_sim(clock, trace_mode="rows")
+    (run_id,) = sim.add_stuck(1)
+    client = client_for(sim)
+    assert client.get(f"/v1/runs/{run_id}/trace").json() == []
+    empty = make_sim(clock, trace_mode="empty")
+    empty.burst(10)
+    finished(empty, clock)
+    client = client_for(empty)
+    for run in empty.truth():
+        assert client.get(f"/v1/runs/{run.id}/trace").json() == []
+        assert run.trace_rows == ()
+
+
+def test_ttft_can_live_in_the_trace_only(make_sim, client_for, clock) -> None:
+    sim = make_sim(clock, trace_mode="rows", ttft_in_trace_only=True)
+    sim.burst(40)
+    finished(sim, clock)
+    client = client_for(sim)
+    assert all(run["ttft_ns"] is None for run in client.get("/v1/runs/").json())
+    truth = [run for run in sim.truth() if run.ttft_ns is not None and run.trace_rows]
+    assert truth
+    for run in truth:
+        (ttft,) = [row for row in run.trace_rows if row["SpanName"] == "time_to_first_token"]
+        assert ttft["Events.Attributes"] == [{"ttft_ms": str(run.ttft_ns // 1_000_000)}]
+        assert run.ttft_ns % 1_000_000 == 0  # truth knows it as the trace does: in whole ms
+
+
+def test_trace_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="trace_mode"):
+        SimConfig(trace_mode="clickhouse")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TRACE_MODES = ("501",)
+TRACE_MODES = ("501", "rows", "empty")
 CURSOR_SEMANTICS = ("created_at", "letta-0.16.8")
 
 
@@ -26,8 +26,12 @@ class SimConfig:
     # When set, every request needs ``Authorization: Bearer <api_key>``.
     api_key: str | None = None
     # "501": /trace answers as a server without ClickHouse (the self-hosted default).
-    # A "rows" mode (ClickHouse otel_traces rows) slots in at http.App.trace.
+    # "rows": as a server with ClickHouse: otel_traces rows for every finished run whose steps carry a
+    # trace_id, [] for the others (see simulator/traces.py). "empty": [] for every run.
     trace_mode: str = "501"
+    # Letta 0.16.8 leaves ttft_ns null on runs of its current agent loop; the TTFT is then only in
+    # the trace (the time_to_first_token span's event, in whole ms). Truth keeps that ms value.
+    ttft_in_trace_only: bool = False
     # Runs older than this (and finished) are dropped from memory; truth totals keep counting them.
     retention_seconds: float | None = None
     # Share of runs failing with a stop reason newer than the exporter's enum (pass-through test).

@@ -298,12 +298,13 @@ class App:
         return self._found(body, "Run", run_id)
 
     def trace(self, run_id: str, params: _Params) -> Response:
-        params.integer("limit", 1000, ge=1, le=5000)
+        limit = params.integer("limit", 1000, ge=1, le=5000)
         if invalid := params.invalid():
             return invalid
-        # trace_mode "501" (no ClickHouse) answers 501 for every run, unknown ones included, as the
-        # real server does. A "rows" mode would answer here with ClickHouse otel_traces rows.
-        return json_response(501, {"detail": shapes.TRACE_501_DETAIL})
+        if self.config.trace_mode == "501":
+            # No ClickHouse: 501 for every run, unknown ones included, as the real server does.
+            return json_response(501, {"detail": shapes.TRACE_501_DETAIL})
+        return self._found(self.world.trace(run_id, limit), "Run", run_id)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -115,8 +115,9 @@ def _run_metadata(run: SimRun, terminal: bool) -> dict[str, Any]:
     return metadata
 
 
-def run_body(run: SimRun, now_us: int, *, listed: bool) -> dict[str, Any]:
-    """A Run. ``listed``: list_runs joins run_metrics and fills ``total_duration_ns``; retrieve does not."""
+def run_body(run: SimRun, now_us: int, *, listed: bool, hide_ttft: bool = False) -> dict[str, Any]:
+    """A Run. ``listed``: list_runs joins run_metrics and fills ``total_duration_ns``; retrieve does not.
+    ``hide_ttft``: ``ttft_ns`` stays null, as on Letta 0.16.8's current agent loop."""
     terminal = run.terminal_at(now_us)
     settled = run.settled_at(now_us)
     end_us = run.end_us if terminal else None
@@ -141,7 +142,7 @@ def run_body(run: SimRun, now_us: int, *, listed: bool) -> dict[str, Any]:
         "callback_status_code": run.callback_status_code if callback_done else None,
         "callback_error": run.callback_error if callback_done else None,
         # Only finished runs show TTFT here; the simulator does not model a run mid-stream.
-        "ttft_ns": run.ttft_ns if terminal else None,
+        "ttft_ns": run.ttft_ns if terminal and not hide_ttft else None,
         "total_duration_ns": run.run_ns if listed and settled else None,
     }
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+from exporter.simulator.traces import TruthSpan
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class TruthRun:
     callback_url: str | None
     callback_status_code: int | None
     callback_error: str | None
+    # trace_mode "rows": what /trace serves for the run, as rows and as the spans they mean.
+    trace_rows: tuple[dict[str, Any], ...] = ()
+    trace_spans: tuple[TruthSpan, ...] = ()
 
 
 USAGE_KEYS = (

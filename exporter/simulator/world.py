@@ -35,6 +35,7 @@ from exporter.simulator.runs import (
     make_agents,
     make_tools,
 )
+from exporter.simulator.traces import TruthSpan, trace_of
 from exporter.simulator.truth import USAGE_KEYS, TruthRun, TruthStep, TruthTotals
 
 ACTIVE_STATUSES = frozenset({"created", "running"})
@@ -88,6 +89,8 @@ class World:
         self._next_arrival_us = math.inf
         self._totals = TruthTotals()
         self._details: OrderedDict[str, RunDetails] = OrderedDict()
+        self._traces: OrderedDict[str, list[tuple[TruthSpan, dict[str, Any]]]] = OrderedDict()
+        self._hide_ttft = config.ttft_in_trace_only
         self._last_prune_us = now
         self.pruned = 0
 
@@ -164,6 +167,7 @@ class World:
                 # Its truth is already in the totals; only the run itself goes.
                 del self._runs[run.id]
                 self._details.pop(run.id, None)
+                self._traces.pop(run.id, None)
                 self.pruned += 1
             else:
                 kept.append(keys[index])  # stuck or still settling: keep until it is done
@@ -252,6 +256,7 @@ class World:
             if not run.done:
                 self._pending -= 1
             self._details.pop(run_id, None)
+            self._traces.pop(run_id, None)
 
     # -- ground truth ----------------------------------------------------------------------------
 
@@ -265,10 +270,26 @@ class World:
                 self._details.popitem(last=False)
         return details
 
+    def _trace(self, run: SimRun) -> list[tuple[TruthSpan, dict[str, Any]]]:
+        """The run's trace as (span, row) pairs; only trace_mode "rows" has any."""
+        if self.config.trace_mode != "rows" or run.end_us is None:
+            return []
+        trace = self._traces.get(run.id)
+        if trace is None:
+            trace = trace_of(run, self._run_details(run), self._tools)
+            self._traces[run.id] = trace
+            if len(self._traces) > DETAILS_CACHE_SIZE:
+                self._traces.popitem(last=False)
+        return trace
+
     def _truth_run(self, run: SimRun) -> TruthRun:
         details = self._run_details(run)
         run_ns = run.run_ns
         assert run.end_us is not None and run_ns is not None
+        ttft_ns = run.ttft_ns
+        if self._hide_ttft and ttft_ns is not None:
+            ttft_ns = ttft_ns // 1_000_000 * 1_000_000  # known only from the trace, in whole ms
+        trace = self._trace(run)
         return TruthRun(
             id=run.id,
             agent_id=run.agent.id,
@@ -276,7 +297,7 @@ class World:
             stop_reason=run.stop_reason,
             created_at=shapes.to_datetime(run.created_us),
             completed_at=shapes.to_datetime(run.end_us),
-            ttft_ns=run.ttft_ns,
+            ttft_ns=ttft_ns,
             total_duration_ns=run_ns,
             num_steps=len(details.steps),
             tools_used=list(details.tools_used or ()),
@@ -300,6 +321,8 @@ class World:
             callback_url=run.callback_url,
             callback_status_code=run.callback_status_code,
             callback_error=run.callback_error,
+            trace_rows=tuple(row for _, row in trace),
+            trace_spans=tuple(span for span, _ in trace),
         )
 
     def truth(self) -> list[TruthRun]:
@@ -398,14 +421,14 @@ class World:
                 if len(page) >= limit:
                     break
                 if where.matches(run, now):
-                    page.append(shapes.run_body(run, now, listed=True))
+                    page.append(shapes.run_body(run, now, listed=True, hide_ttft=self._hide_ttft))
             return page
 
     def list_active(self, where: RunFilter) -> list[dict[str, Any]]:
         with self._lock:
             now = self._tick()
             return [
-                shapes.run_body(run, now, listed=True)
+                shapes.run_body(run, now, listed=True, hide_ttft=self._hide_ttft)
                 for run in self._ordered(True, None, None, active_only=True)
                 if where.matches(run, now)
             ]
@@ -414,7 +437,7 @@ class World:
         with self._lock:
             now = self._tick()
             run = self._visible(run_id)
-            return shapes.run_body(run, now, listed=False) if run else None
+            return shapes.run_body(run, now, listed=False, hide_ttft=self._hide_ttft) if run else None
 
     def usage(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -430,6 +453,12 @@ class World:
             run = self._visible(run_id)
             return shapes.metrics_body(run, self._run_details(run), now) if run else None
 
+    def _lookup(self, run_id: str) -> tuple[SimRun | None, bool]:
+        """(the run, or None when unknown; whether it has finished), under the lock."""
+        now = self._tick()
+        run = self._visible(run_id)
+        return run, run is not None and run.terminal_at(now)
+
     def steps(
         self,
         run_id: str,
@@ -440,12 +469,9 @@ class World:
         after: str | None = None,
     ) -> list[dict[str, Any]] | None:
         with self._lock:
-            now = self._tick()
-            run = self._visible(run_id)
-            if run is None:
-                return None
-            if not run.terminal_at(now):
-                return []
+            run, finished = self._lookup(run_id)
+            if run is None or not finished:
+                return None if run is None else []
             steps = list(self._run_details(run).steps)
             index = {step.id: position for position, step in enumerate(steps)}
             start, stop = 0, len(steps)
@@ -457,6 +483,15 @@ class World:
             if descending:
                 chosen.reverse()
             return [shapes.step_body(run, step) for step in chosen[: max(0, limit)]]
+
+    def trace(self, run_id: str, limit: int) -> list[dict[str, Any]] | None:
+        """``/trace`` with trace storage: the run's rows (``[]`` in flight, without a trace ID, or in
+        trace_mode "empty"); ``None`` for an unknown run."""
+        with self._lock:
+            run, finished = self._lookup(run_id)
+            if run is None or not finished:
+                return None if run is None else []
+            return [dict(row) for _, row in self._trace(run)[: max(0, limit)]]
 
     def agent(self, agent_id: str) -> dict[str, Any] | None:
         agent = self._agents_by_id.get(agent_id)

@@ -1,0 +1,7 @@
+"""Run traces over OTLP (DESIGN §4): Letta's own ``/trace`` rows re-emitted with their original IDs,
+or a trace synthesised from the run and its steps where Letta has none.
+
+``rows`` turns ClickHouse ``otel_traces`` rows into spans, ``synth`` builds spans from a run,
+``spans`` holds what both share (IDs, attribute values, limits, the deny list), ``storage``
+remembers whether Letta has trace storage at all (501), and ``pipeline`` queues and exports.
+"""

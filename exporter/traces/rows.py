@@ -1,0 +1,323 @@
+"""Letta's ``/trace`` rows (ClickHouse ``otel_traces`` columns) back into OpenTelemetry spans.
+
+Everything the row holds is kept: trace, span and parent IDs, name, kind, start and end to the
+nanosecond, status, attributes, events, links, resource (``ServiceName`` + ``ResourceAttributes``)
+and instrumentation scope. Rows come in more than one dialect, all accepted:
+
+- ``Timestamp`` as an ISO string (``T`` or space, 0-9 fraction digits, ``Z``/offset or none = UTC)
+  or as an integer (nanoseconds; smaller magnitudes are read as µs, ms or s);
+- IDs as hex of either case; an empty or all-zero ``ParentSpanId`` means a root span;
+- ``SpanKind``/``StatusCode`` as the collector writes them (``Server``, ``Error``), as the proto
+  names them (``SPAN_KIND_SERVER``, ``STATUS_CODE_ERROR``) or as the proto numbers;
+- events and links as the flattened ``Events.Timestamp``/``Events.Name``/``Events.Attributes``
+  arrays (ClickHouse ``Nested``), or as a list of objects under ``Events``/``Links``.
+
+A row without a usable trace ID, span ID or timestamp cannot become a span; it is skipped and
+reported to the caller.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanKind, StatusCode
+
+from exporter.traces.spans import (
+    SPAN_ID_HEX,
+    TRACE_ID_HEX,
+    AttributePolicy,
+    EventData,
+    LinkData,
+    SpanData,
+    attribute_value,
+    build_span,
+    hex_id,
+    span_id_hex,
+)
+
+TTFT_SPAN = "time_to_first_token"
+TTFT_EVENT = "time_to_first_token_ms"
+TTFT_ATTRIBUTE = "ttft_ms"
+ORIGINAL_PARENT_ATTRIBUTE = "letta.original_parent_span_id"
+
+_ISO = re.compile(
+    r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?\s*"
+    r"(Z|z|[+-]\d{2}(?::?\d{2})?)?\s*$"
+)
+_KINDS = {
+    "INTERNAL": SpanKind.INTERNAL,
+    "SERVER": SpanKind.SERVER,
+    "CLIENT": SpanKind.CLIENT,
+    "PRODUCER": SpanKind.PRODUCER,
+    "CONSUMER": SpanKind.CONSUMER,
+}
+# OTLP's numbering: 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+_KIND_NUMBERS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT, 4: SpanKind.PRODUCER,
+                 5: SpanKind.CONSUMER}  # fmt: skip
+_STATUSES = {"UNSET": StatusCode.UNSET, "OK": StatusCode.OK, "ERROR": StatusCode.ERROR}
+_STATUS_NUMBERS = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
+
+
+# -- columns -------------------------------------------------------------------------------------
+
+
+def _scaled_ns(number: int) -> int:
+    """An epoch timestamp of unknown unit, by magnitude (valid for dates 1973..2286)."""
+    magnitude = abs(number)
+    if magnitude >= 10**17:
+        return number
+    if magnitude >= 10**14:
+        return number * 1_000
+    if magnitude >= 10**11:
+        return number * 1_000_000
+    return number * 1_000_000_000
+
+
+def parse_timestamp(value: Any) -> int | None:
+    """Nanoseconds since the epoch, or ``None`` when ``value`` is not a timestamp."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return _scaled_ns(value)
+    if isinstance(value, float):
+        return _scaled_ns(int(value)) if abs(value) >= 10**11 else round(value * 1e9)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return _scaled_ns(int(text))
+    match = _ISO.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    fields = (int(year), int(month), int(day), int(hour), int(minute), int(second))
+    if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60):
+        return None
+    seconds = calendar.timegm((*fields, 0, 0, 0))
+    if zone and zone not in ("Z", "z"):
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = int(digits[:2]) * 3600 + (int(digits[2:4]) * 60 if len(digits) > 2 else 0)
+        seconds -= sign * offset
+    return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
+
+
+def parse_duration(value: Any) -> int:
+    """``Duration`` in nanoseconds: an integer, or its decimal text (ClickHouse quotes UInt64)."""
+    if isinstance(value, bool) or value is None:
+        return 0
+    if isinstance(value, int | float):
+        return max(0, int(value))
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return 0
+
+
+def _enum_name(value: str, prefix: str) -> str:
+    return value.strip().upper().removeprefix(prefix)
+
+
+def parse_kind(value: Any) -> SpanKind:
+    """The SDK has no "unspecified" kind; such spans (and unknown kinds) are sent as INTERNAL."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _KIND_NUMBERS.get(value, SpanKind.INTERNAL)
+    if isinstance(value, str):
+        return _KINDS.get(_enum_name(value, "SPAN_KIND_"), SpanKind.INTERNAL)
+    return SpanKind.INTERNAL
+
+
+def parse_status(value: Any) -> StatusCode:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _STATUS_NUMBERS.get(value, StatusCode.UNSET)
+    if isinstance(value, str):
+        return _STATUSES.get(_enum_name(value, "STATUS_CODE_"), StatusCode.UNSET)
+    return StatusCode.UNSET
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _nested(row: Mapping[str, Any], name: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The records of a ClickHouse ``Nested`` column, flattened (``Events.Name``, ...) or not
+    (``Events``: a list of objects with those keys)."""
+    whole = row.get(name)
+    if isinstance(whole, list):
+        return [item for item in whole if isinstance(item, Mapping)]
+    arrays = [row.get(f"{name}.{column}") for column in columns]
+    if not any(isinstance(array, list) for array in arrays):
+        return []
+    lists = [array if isinstance(array, list) else [] for array in arrays]
+    length = max(len(array) for array in lists)
+    return [
+        {column: (array[i] if i < len(array) else None) for column, array in zip(columns, lists, strict=True)}
+        for i in range(length)
+    ]
+
+
+def _events(row: Mapping[str, Any]) -> list[EventData]:
+    events = []
+    for record in _nested(row, "Events", ("Timestamp", "Name", "Attributes")):
+        timestamp = parse_timestamp(record.get("Timestamp"))
+        if timestamp is None:
+            continue
+        events.append(EventData(_text(record.get("Name")), timestamp, _mapping(record.get("Attributes"))))
+    return events
+
+
+def _links(row: Mapping[str, Any]) -> list[LinkData]:
+    links = []
+    for record in _nested(row, "Links", ("TraceId", "SpanId", "TraceState", "Attributes")):
+        trace_id = hex_id(record.get("TraceId"), TRACE_ID_HEX)
+        span_id = hex_id(record.get("SpanId"), SPAN_ID_HEX)
+        if trace_id is None or span_id is None:
+            continue
+        links.append(
+            LinkData(trace_id, span_id, _text(record.get("TraceState")), _mapping(record.get("Attributes")))
+        )
+    return links
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedRow:
+    span: SpanData
+    resource: tuple[tuple[str, Any], ...]
+    scope: tuple[str, str]
+
+
+def parse_row(row: Mapping[str, Any]) -> ParsedRow | None:
+    trace_id = hex_id(row.get("TraceId"), TRACE_ID_HEX)
+    span_id = hex_id(row.get("SpanId"), SPAN_ID_HEX)
+    start = parse_timestamp(row.get("Timestamp"))
+    if trace_id is None or span_id is None or start is None:
+        return None
+    span = SpanData(
+        name=_text(row.get("SpanName")),
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=hex_id(row.get("ParentSpanId"), SPAN_ID_HEX),
+        start=start,
+        end=start + parse_duration(row.get("Duration")),
+        kind=parse_kind(row.get("SpanKind")),
+        status=parse_status(row.get("StatusCode")),
+        status_message=_text(row.get("StatusMessage")),
+        trace_state=_text(row.get("TraceState")),
+        attributes=dict(_mapping(row.get("SpanAttributes"))),
+        events=_events(row),
+        links=_links(row),
+    )
+    resource = {key: attribute_value(value) for key, value in _mapping(row.get("ResourceAttributes")).items()}
+    service = _text(row.get("ServiceName"))
+    if service and "service.name" not in resource:
+        resource["service.name"] = service
+    resource_items = tuple((k, v) for k, v in resource.items() if isinstance(k, str) and v is not None)
+    return ParsedRow(span, resource_items, (_text(row.get("ScopeName")), _text(row.get("ScopeVersion"))))
+
+
+def reparent_orphans(spans: Sequence[SpanData]) -> None:
+    """Point spans whose parent is not in the set at the trace's root span, keeping the original
+    parent ID in ``letta.original_parent_span_id``. Without a root in the set nothing changes."""
+    roots = [span for span in spans if span.parent_id is None]
+    if not roots:
+        return
+    root = min(roots, key=lambda span: span.start)
+    present = {span.span_id for span in spans}
+    for span in spans:
+        if span.parent_id is not None and span.parent_id not in present and span is not root:
+            span.attributes[ORIGINAL_PARENT_ATTRIBUTE] = span_id_hex(span.parent_id)
+            span.parent_id = root.span_id
+
+
+class RowConverter:
+    """Rows → spans under one attribute policy; resources and scopes are shared between spans."""
+
+    def __init__(self, policy: AttributePolicy, *, reparent: bool = False) -> None:
+        self.policy = policy
+        self.reparent = reparent
+        self._resources: dict[tuple[tuple[str, Any], ...], Resource] = {}
+        self._scopes: dict[tuple[str, str], InstrumentationScope] = {}
+
+    def _resource(self, items: tuple[tuple[str, Any], ...]) -> Resource:
+        resource = self._resources.get(items)
+        if resource is None:
+            limit = self.policy.max_value_length
+            cut = {k: (v[:limit] if isinstance(v, str) and limit is not None else v) for k, v in items}
+            resource = Resource(cut)
+            if len(self._resources) < 1000:
+                self._resources[items] = resource
+        return resource
+
+    def _scope(self, key: tuple[str, str]) -> InstrumentationScope:
+        scope = self._scopes.get(key)
+        if scope is None:
+            scope = InstrumentationScope(key[0], key[1] or None)
+            if len(self._scopes) < 1000:
+                self._scopes[key] = scope
+        return scope
+
+    def convert(self, rows: Iterable[Mapping[str, Any]]) -> tuple[list[ReadableSpan], int]:
+        """(spans, rows skipped because they could not be read)."""
+        parsed: list[ParsedRow] = []
+        skipped = 0
+        for row in rows:
+            item = parse_row(row) if isinstance(row, Mapping) else None
+            if item is None:
+                skipped += 1
+            else:
+                parsed.append(item)
+        if self.reparent:
+            reparent_orphans([item.span for item in parsed])
+        spans = [
+            build_span(item.span, self._resource(item.resource), self._scope(item.scope), self.policy)
+            for item in parsed
+        ]
+        return spans, skipped
+
+
+def trace_settled(rows: Sequence[Any] | None, steps: Sequence[Any] | None) -> bool:
+    """Does ``rows`` look like the run's whole trace? Letta's spans reach trace storage in batches,
+    so just after a run ends its trace can be missing (``[]`` although the steps name a trace ID)
+    or partial (no root span yet: the request span ends last). ``None`` (not read) is settled."""
+    if rows is None:
+        return True
+    if not rows:
+        return not any(hex_id(getattr(step, "trace_id", None), TRACE_ID_HEX) for step in steps or ())
+    return any(
+        isinstance(row, Mapping)
+        and hex_id(row.get("SpanId"), SPAN_ID_HEX) is not None
+        and hex_id(row.get("ParentSpanId"), SPAN_ID_HEX) is None
+        for row in rows
+    )
+
+
+def ttft_ns_from_rows(rows: Iterable[Mapping[str, Any]]) -> int | None:
+    """Time to first token from the ``time_to_first_token`` span's ``time_to_first_token_ms`` event
+    (attribute ``ttft_ms``, milliseconds), where Letta recorded one."""
+    for row in rows:
+        if not isinstance(row, Mapping) or row.get("SpanName") != TTFT_SPAN:
+            continue
+        for record in _nested(row, "Events", ("Timestamp", "Name", "Attributes")):
+            if record.get("Name") != TTFT_EVENT:
+                continue
+            raw = _mapping(record.get("Attributes")).get(TTFT_ATTRIBUTE)
+            try:
+                ms = float(raw) if not isinstance(raw, bool) else None
+            except (TypeError, ValueError):
+                ms = None
+            if ms is not None and 0 <= ms < 1e12:
+                return round(ms * 1_000_000)
+    return None

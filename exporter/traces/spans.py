@@ -1,0 +1,266 @@
+"""What Letta's rows and synthesised traces share on their way to OTLP: IDs, attribute values, and
+the attribute policy (deny list, value-length and count limits).
+
+Spans are built as the SDK's ``ReadableSpan``, the type its OTLP exporters encode, so the trace and
+span IDs, parents and timestamps given here are exactly the ones sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+# Letta records whole request bodies and method arguments (the agent's memory, tool arguments: MBs of
+# user data) as attributes. Without an explicit OTel limit, values are cut to this many characters.
+DEFAULT_VALUE_LENGTH = 4096
+VALUE_LENGTH_ENV = ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+TRACE_ID_HEX, SPAN_ID_HEX = 32, 16
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+Attributes = dict[str, Any]
+
+
+def hex_id(value: Any, width: int) -> int | None:
+    """An ID from ``width`` hex digits of either case (``0x`` allowed); ``None`` when empty, all
+    zeros (OTel's "no ID") or not an ID at all."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower().removeprefix("0x")
+    if len(text) != width:
+        return None
+    try:
+        number = int(text, 16)
+    except ValueError:
+        return None
+    return number or None
+
+
+def trace_id_hex(value: int) -> str:
+    return f"{value:032x}"
+
+
+def span_id_hex(value: int) -> str:
+    return f"{value:016x}"
+
+
+def attribute_value(value: Any) -> Any:
+    """A JSON value as an OTel attribute value: scalars kept with their type, homogeneous lists of
+    scalars as arrays, anything else (objects, mixed lists, huge ints) as its JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        return value if INT64_MIN <= value <= INT64_MAX else str(value)
+    if isinstance(value, list | tuple):
+        items = [item for item in value if item is not None]
+        kinds = {type(item) for item in items}
+        in_range = kinds != {int} or all(INT64_MIN <= item <= INT64_MAX for item in items)
+        if len(kinds) <= 1 and kinds <= {str, bool, int, float} and in_range:
+            return tuple(items)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _truncate(value: Any, limit: int | None) -> Any:
+    if limit is None:
+        return value
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, tuple):
+        return tuple(item[:limit] if isinstance(item, str) else item for item in value)
+    return value
+
+
+def _env_int(names: Iterable[str], environ: Mapping[str, str]) -> tuple[bool, int | None]:
+    """(set?, value) of the first of ``names`` present in the environment."""
+    for name in names:
+        if name in environ:
+            raw = environ[name].strip()
+            if not raw:
+                return True, None
+            if not raw.isdigit():
+                raise ValueError(f"{name} must be a non-negative whole number, got {raw!r}")
+            return True, int(raw)
+    return False, None
+
+
+@dataclass(frozen=True)
+class AttributePolicy:
+    """Which attribute keys leave the exporter, and how much of them.
+
+    ``deny`` and ``allow`` are glob patterns (``*``, ``?``) over attribute keys; an allow pattern
+    (written ``!pattern`` in the setting) wins over a deny pattern. The limits are the OTel SDK's
+    span limits; ``None`` means unlimited."""
+
+    deny: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()
+    max_value_length: int | None = DEFAULT_VALUE_LENGTH
+    max_span_attributes: int | None = 128
+    max_event_attributes: int | None = 128
+    max_link_attributes: int | None = 128
+    max_events: int | None = 128
+    max_links: int | None = 128
+    _verdicts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, denylist: str, environ: Mapping[str, str] = os.environ) -> AttributePolicy:
+        """The deny list from the setting, limits from the standard ``OTEL_*_LIMIT`` variables."""
+        deny, allow = parse_denylist(denylist)
+        limits = SpanLimits()  # reads OTEL_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ...
+        explicit, length = _env_int(VALUE_LENGTH_ENV, environ)
+        return cls(
+            deny=deny,
+            allow=allow,
+            max_value_length=length if explicit else DEFAULT_VALUE_LENGTH,
+            max_span_attributes=limits.max_span_attributes,
+            max_event_attributes=limits.max_event_attributes,
+            max_link_attributes=limits.max_link_attributes,
+            max_events=limits.max_events,
+            max_links=limits.max_links,
+        )
+
+    def allowed(self, key: str) -> bool:
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = any(fnmatchcase(key, p) for p in self.allow) or not any(
+                fnmatchcase(key, p) for p in self.deny
+            )
+            if len(self._verdicts) < 10_000:  # keys repeat across spans; the cache stays bounded
+                self._verdicts[key] = verdict
+        return verdict
+
+    def attributes(self, items: Iterable[tuple[str, Any]], limit: int | None) -> BoundedAttributes:
+        """Keys past the deny list, values converted and cut, the first ``limit`` kept; what the
+        count limit cut is reported as the OTLP ``dropped_attributes_count``."""
+        kept: Attributes = {}
+        dropped = 0
+        for key, raw in items:
+            if not isinstance(key, str) or not key or not self.allowed(key):
+                continue
+            value = attribute_value(raw)
+            if value is None:
+                continue
+            if limit is not None and len(kept) >= limit and key not in kept:
+                dropped += 1
+                continue
+            kept[key] = _truncate(value, self.max_value_length)
+        bounded = BoundedAttributes(attributes=kept, immutable=True)
+        bounded.dropped = dropped
+        return bounded
+
+
+def parse_denylist(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``"a.*,!a.keep"`` → (deny patterns, allow patterns)."""
+    deny: list[str] = []
+    allow: list[str] = []
+    for part in text.split(","):
+        pattern = part.strip()
+        if pattern.startswith("!"):
+            if pattern[1:].strip():
+                allow.append(pattern[1:].strip())
+        elif pattern:
+            deny.append(pattern)
+    return tuple(deny), tuple(allow)
+
+
+@dataclass(frozen=True)
+class EventData:
+    name: str
+    timestamp: int
+    attributes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LinkData:
+    trace_id: int
+    span_id: int
+    trace_state: str
+    attributes: Mapping[str, Any]
+
+
+@dataclass
+class SpanData:
+    """One span as plain data, before the policy is applied."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    start: int
+    end: int
+    kind: SpanKind = SpanKind.INTERNAL
+    status: StatusCode = StatusCode.UNSET
+    status_message: str = ""
+    trace_state: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[EventData] = field(default_factory=list)
+    links: list[LinkData] = field(default_factory=list)
+
+
+def _trace_state(header: str) -> TraceState:
+    if not header:
+        return TraceState()
+    try:
+        return TraceState.from_header([header])
+    except ValueError:
+        return TraceState()
+
+
+def build_span(
+    data: SpanData, resource: Resource, scope: InstrumentationScope | None, policy: AttributePolicy
+) -> ReadableSpan:
+    context = SpanContext(data.trace_id, data.span_id, is_remote=False, trace_flags=SAMPLED,
+                          trace_state=_trace_state(data.trace_state))  # fmt: skip
+    parent = (
+        SpanContext(data.trace_id, data.parent_id, is_remote=False, trace_flags=SAMPLED)
+        if data.parent_id is not None
+        else None
+    )
+    events = BoundedList.from_seq(
+        policy.max_events,
+        (
+            Event(event.name, policy.attributes(event.attributes.items(), policy.max_event_attributes),
+                  event.timestamp)
+            for event in data.events
+        ),
+    )  # fmt: skip
+    links = BoundedList.from_seq(
+        policy.max_links,
+        (
+            Link(
+                SpanContext(link.trace_id, link.span_id, is_remote=True, trace_flags=SAMPLED,
+                            trace_state=_trace_state(link.trace_state)),
+                policy.attributes(link.attributes.items(), policy.max_link_attributes),
+            )
+            for link in data.links
+        ),
+    )  # fmt: skip
+    # The SDK keeps a status description only for ERROR (and warns otherwise).
+    description = (data.status_message or None) if data.status is StatusCode.ERROR else None
+    status = Status(data.status, description)
+    return ReadableSpan(
+        name=data.name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=policy.attributes(data.attributes.items(), policy.max_span_attributes),
+        events=events,
+        links=links,
+        kind=data.kind,
+        status=status,
+        start_time=data.start,
+        end_time=max(data.end, data.start),
+        instrumentation_scope=scope,
+    )

@@ -1,0 +1,164 @@
+"""A trace for a run Letta kept none for (``/trace`` answered 501, or ``[]``), built from the run and
+its steps.
+
+Shape: one root span for the run (``created_at`` → ``completed_at``; ERROR with the stop reason for
+failed runs; a ``time_to_first_token_ms`` event at the time to first token) and one child span per
+step, named ``agent_step`` as in Letta's own traces, carrying the OpenTelemetry GenAI attributes.
+Letta's steps carry no timestamps, so the step spans share the run's time evenly, in order.
+
+IDs are deterministic: the trace ID is the steps' ``trace_id`` where Letta recorded one (so links
+from Letta resolve), else derived from the run ID; span IDs are derived from the run and step IDs.
+Sending the same run again therefore produces the same spans, which backends deduplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import StatusCode
+
+from exporter import __version__
+from exporter.letta.models import Run, Step
+from exporter.traces.rows import TTFT_ATTRIBUTE, TTFT_EVENT
+from exporter.traces.spans import TRACE_ID_HEX, AttributePolicy, EventData, SpanData, build_span, hex_id
+
+SERVICE_NAME = "letta-server"
+ROOT_SPAN = "invoke_agent"
+STEP_SPAN = "agent_step"
+SYNTHETIC = "letta.synthetic"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+RESOURCE = Resource({"service.name": SERVICE_NAME})
+SCOPE = InstrumentationScope("letta-exporter.synthesis", __version__)
+
+
+def derived_id(nbytes: int, *parts: str) -> int:
+    """A non-zero ID of ``nbytes`` bytes, the same for the same ``parts`` on every run and host."""
+    digest = hashlib.sha256("\x1f".join(("letta-exporter", *parts)).encode()).digest()
+    return int.from_bytes(digest[:nbytes], "big") or 1
+
+
+def trace_id_for(run: Run, steps: Sequence[Step] | None) -> int:
+    for step in steps or ():
+        trace_id = hex_id(step.trace_id, TRACE_ID_HEX)
+        if trace_id is not None:
+            return trace_id
+    return derived_id(16, "trace", run.id)
+
+
+def root_span_id(run: Run) -> int:
+    return derived_id(8, "run", run.id)
+
+
+def step_span_id(run: Run, step: Step, index: int) -> int:
+    return derived_id(8, "step", run.id, step.id or f"#{index}")
+
+
+def epoch_ns(moment: datetime) -> int:
+    # Integer arithmetic: a float round trip would move the microseconds.
+    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _run_window(run: Run) -> tuple[int, int] | None:
+    if run.created_at is None:
+        return None
+    start = epoch_ns(run.created_at)
+    # Without completed_at (not seen from a real server), the duration Letta wrote, if any.
+    end = epoch_ns(run.completed_at) if run.completed_at else start + (run.total_duration_ns or 0)
+    return start, max(start, end)
+
+
+def _common(run: Run) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"letta.run.id": run.id, SYNTHETIC: True}
+    if run.agent_id:
+        attributes["letta.agent.id"] = run.agent_id
+    return attributes
+
+
+def _step_span(
+    run: Run, step: Step, index: int, trace_id: int, parent: int, start: int, end: int
+) -> SpanData:
+    attributes = {"gen_ai.operation.name": "chat", **_common(run)}
+    if step.id:
+        attributes["letta.step.id"] = step.id
+    model = step.model or step.model_handle
+    if model:
+        attributes["gen_ai.request.model"] = model
+    if step.provider_name:
+        attributes["gen_ai.provider.name"] = step.provider_name
+        attributes["gen_ai.system"] = step.provider_name  # the pre-1.37 name, still read by many backends
+    if step.prompt_tokens is not None:
+        attributes["gen_ai.usage.input_tokens"] = step.prompt_tokens
+    if step.completion_tokens is not None:
+        attributes["gen_ai.usage.output_tokens"] = step.completion_tokens
+    if step.stop_reason:
+        attributes["gen_ai.response.finish_reasons"] = (step.stop_reason,)
+    if step.status:
+        attributes["letta.step.status"] = step.status
+    failed = step.status == "failed" or step.error_type is not None
+    if step.error_type:
+        attributes["error.type"] = step.error_type
+    return SpanData(
+        name=STEP_SPAN,
+        trace_id=trace_id,
+        span_id=step_span_id(run, step, index),
+        parent_id=parent,
+        start=start,
+        end=end,
+        status=StatusCode.ERROR if failed else StatusCode.UNSET,
+        status_message=(step.error_type or step.stop_reason or "failed") if failed else "",
+        attributes=attributes,
+    )
+
+
+def synthesise(
+    run: Run, steps: Sequence[Step] | None, policy: AttributePolicy, *, ttft_ns: int | None = None
+) -> list[ReadableSpan]:
+    """The run's spans, root first; none for a run without ``created_at`` (nothing to anchor)."""
+    window = _run_window(run)
+    if window is None:
+        return []
+    start, end = window
+    steps = list(steps or ())
+    trace_id = trace_id_for(run, steps)
+    root_id = root_span_id(run)
+
+    attributes = {"gen_ai.operation.name": ROOT_SPAN, **_common(run), "letta.run.status": run.status}
+    if run.agent_id:
+        attributes["gen_ai.agent.id"] = run.agent_id
+    if run.conversation_id:
+        attributes["gen_ai.conversation.id"] = run.conversation_id
+    if run.stop_reason:
+        attributes["letta.run.stop_reason"] = run.stop_reason
+    if steps:
+        attributes["gen_ai.usage.input_tokens"] = sum(step.prompt_tokens or 0 for step in steps)
+        attributes["gen_ai.usage.output_tokens"] = sum(step.completion_tokens or 0 for step in steps)
+    failed = run.status == "failed"
+    events = []
+    if ttft_ns is not None:
+        events.append(EventData(TTFT_EVENT, start + ttft_ns, {TTFT_ATTRIBUTE: ttft_ns / 1e6}))
+    root = SpanData(
+        name=ROOT_SPAN,
+        trace_id=trace_id,
+        span_id=root_id,
+        parent_id=None,
+        start=start,
+        end=end,
+        status=StatusCode.ERROR if failed else StatusCode.UNSET,
+        status_message=(run.stop_reason or "failed") if failed else "",
+        attributes=attributes,
+        events=events,
+    )
+    spans = [root]
+    count = len(steps)
+    for index, step in enumerate(steps):
+        step_start = start + (end - start) * index // count
+        step_end = start + (end - start) * (index + 1) // count
+        spans.append(_step_span(run, step, index, trace_id, root_id, step_start, step_end))
+    return [build_span(span, RESOURCE, SCOPE, policy) for span in spans]
