@@ -379,7 +379,17 @@ def test_every_exporter_setting_is_reachable_through_values() -> None:
     for values, sets in [
         ([], []),
         ([ci("hardening-max")], []),
-        ([], ["letta.apiKey=k", "config.ttftBuckets={0.1,1}", "config.durationBuckets={1,10}"]),
+        (
+            [],
+            [
+                "letta.apiKey=k",
+                "config.ttftBuckets={0.1,1}",
+                "config.durationBuckets={1,10}",
+                "otlp.reparentOrphans=true",
+                "otlp.attributeDenylist=parameter.*",
+                "otlp.probeInterval=5m",
+            ],
+        ),
     ]:
         seen |= set(exporter_envs(render(values, sets)))
     wanted = {env_name(name) for name in Settings.model_fields} - NOT_IN_CHART

@@ -64,6 +64,8 @@ From a parent chart that lists this chart as a dependency named `letta-exporter`
   value: {{ $c.enrich.metrics | toString | quote }}
 - name: LETTA_EXPORTER_ENRICH_STEPS
   value: {{ $c.enrich.steps | toString | quote }}
+- name: LETTA_EXPORTER_ENRICH_TRACE
+  value: {{ $c.enrich.trace | toString | quote }}
 - name: LETTA_EXPORTER_AGENT_LABEL
   value: {{ $c.agentLabel | toString | quote }}
 - name: LETTA_EXPORTER_MAX_AGENTS
@@ -97,6 +99,18 @@ From a parent chart that lists this chart as a dependency named `letta-exporter`
 {{- if not (kindIs "invalid" $v.otlp.traceSynthesis) }}
 - name: LETTA_EXPORTER_TRACE_SYNTHESIS
   value: {{ $v.otlp.traceSynthesis | toString | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $v.otlp.reparentOrphans) }}
+- name: LETTA_EXPORTER_TRACE_REPARENT_ORPHANS
+  value: {{ $v.otlp.reparentOrphans | toString | quote }}
+{{- end }}
+{{- with $v.otlp.attributeDenylist }}
+- name: LETTA_EXPORTER_TRACE_ATTRIBUTE_DENYLIST
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.otlp.probeInterval }}
+- name: LETTA_EXPORTER_TRACE_PROBE_INTERVAL
+  value: {{ . | toString | quote }}
 {{- end }}
 {{- with $v.otlp.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
