@@ -27,7 +27,7 @@ from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, PollOptions
 from exporter.server import HttpServer, make_app
 from exporter.state import StateError, StateFile, capture, restore
-from exporter.traces.pipeline import TracePipeline, build_pipeline, span_export_counter
+from exporter.traces.pipeline import TracePipeline, build_pipeline
 from exporter.traces.storage import TraceStorage
 from exporter.tracker import RunTracker
 from exporter.webconfig import BasicAuth, WebConfig, load_web_config
@@ -82,11 +82,9 @@ def build_exporter(settings: Settings) -> Exporter:
         backfill=settings.backfill,
     )
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
-    # The span counter exists (at zero) with tracing off too, so dashboards and alerts see it.
-    spans_exported = span_export_counter(registry)
     traces = build_pipeline(
         settings,
-        spans_exported,
+        metrics.spans_exported,
         on_malformed=lambda count: metrics.api_malformed.labels("retrieve_trace_for_run").inc(count),
     )
     poller = Poller(client, tracker, metrics, options, breaker=breaker, traces=traces,

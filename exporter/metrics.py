@@ -204,6 +204,13 @@ class ExporterMetrics:
             "letta_exporter_circuit_open", "1 while polls are paused because Letta keeps failing.",
             registry=registry,
         )  # fmt: skip
+        self.spans_exported = Counter(
+            "letta_exporter_spans_exported", "Trace spans by what became of them: success, failure "
+            "(refused, or unreachable through the retries) or dropped (queue full, or still queued at "
+            "shutdown).", ["result"], registry=registry,
+        )  # fmt: skip
+        for result in ("success", "failure", "dropped"):
+            self.spans_exported.labels(result)
         self.state_saves = Counter(
             "letta_exporter_state_saves", "State file writes by result.", ["result"], registry=registry
         )

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import Counter
 
 from exporter.letta.models import Run
 from exporter.outcome import Enrichment
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESULTS = ("success", "failure", "dropped")
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 PROTOCOL_VARS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -47,19 +46,6 @@ DEFAULT_PROTOCOL = "http/protobuf"  # the OTLP exporter specification's default
 # OTEL_BSP_* as the SDK's BatchSpanProcessor reads them (the delay in milliseconds).
 BSP_DEFAULTS = {"OTEL_BSP_MAX_QUEUE_SIZE": 2048, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
                 "OTEL_BSP_SCHEDULE_DELAY": 5000}  # fmt: skip
-
-
-def span_export_counter(registry: CollectorRegistry) -> Counter:
-    counter = Counter(
-        "letta_exporter_spans_exported",
-        "Trace spans by what became of them: success, failure (refused, or unreachable through the "
-        "retries) or dropped (queue full, or still queued at shutdown).",
-        ["result"],
-        registry=registry,
-    )
-    for result in RESULTS:
-        counter.labels(result)
-    return counter
 
 
 # -- the environment -----------------------------------------------------------------------------
