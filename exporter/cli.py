@@ -53,6 +53,13 @@ def build_parser(prog: str = "letta-exporter", *, demo: bool = False) -> argpars
         parser.add_argument(
             "--sim-port", type=int, default=0, help="Simulator port (default: any free port)."
         )
+        parser.add_argument(
+            "--sim-trace-mode",
+            choices=("rows", "501", "empty"),
+            default="rows",
+            help="What the simulator's /trace answers: Letta-shaped span rows (default), 501 as a "
+            "self-hosted Letta without ClickHouse, or [].",
+        )
     for name, field in Settings.model_fields.items():
         if demo and name in ("base_url", "api_key", "api_key_file"):
             continue
@@ -120,7 +127,10 @@ async def _serve(settings: Settings) -> None:
 def _run_demo(settings: Settings, namespace: argparse.Namespace) -> int:
     from exporter.simulator import SimConfig, Simulator
 
-    sim = Simulator(SimConfig(agents=namespace.sim_agents, runs_per_second=namespace.sim_rate))
+    config = SimConfig(
+        agents=namespace.sim_agents, runs_per_second=namespace.sim_rate, trace_mode=namespace.sim_trace_mode
+    )
+    sim = Simulator(config)
     sim.start(host="127.0.0.1", port=namespace.sim_port)
     try:
         settings = settings.model_copy(update={"base_url": sim.base_url})
