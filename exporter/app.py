@@ -22,6 +22,7 @@ from prometheus_client import (
 from exporter import __version__
 from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
+from exporter.exposition import Exposition
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, PollOptions
@@ -47,6 +48,7 @@ class Exporter:
     client: LettaClient
     tracker: RunTracker
     poller: Poller
+    exposition: Exposition
     save_state: Callable[[], Awaitable[None]] | None = None
     traces: TracePipeline | None = None
 
@@ -89,9 +91,15 @@ def build_exporter(settings: Settings) -> Exporter:
     )
     poller = Poller(client, tracker, metrics, options, breaker=breaker, traces=traces,
                     trace_storage=TraceStorage(settings.trace_probe_interval))  # fmt: skip
-    exporter = Exporter(settings, registry, metrics, client, tracker, poller, traces=traces)
+    exposition = Exposition(registry)
+    exporter = Exporter(settings, registry, metrics, client, tracker, poller, exposition, traces=traces)
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
+
+    async def render() -> None:
+        await asyncio.to_thread(exposition.refresh)
+
+    poller.after_tick.append(render)  # after the state save: what is served has been persisted
     return exporter
 
 
@@ -140,7 +148,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     web = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
     auth = BasicAuth(web.users) if web.users else None
     server = HttpServer(
-        make_app(exporter.registry, poller.ready.is_set, auth),
+        make_app(exporter.exposition, poller.ready.is_set, auth),
         settings.listen_address,
         settings.port,
         ssl_context=web.ssl_context() if web.tls else None,

@@ -75,6 +75,7 @@ class Poller:
         self._agent_names_checked: dict[str, float] = {}
         self._tick_lock = asyncio.Lock()
         self.breaker = breaker or CircuitBreaker()
+        self._missing_last_tick: set[str] = set()
         self._last_error = ""
         # Finalised runs go on to the trace pipeline (None: trace export is off).
         self.traces = traces
@@ -184,7 +185,19 @@ class Poller:
             tracker.observe(run)
         self._set_live_gauges(active.values())
 
-        gone = [run_id for run_id in tracker.in_flight if run_id not in active]
+        # A run that left the active set while still within discovery's reach is usually read,
+        # finished, by the next discovery: it is asked for only if it is still missing a tick
+        # later (deleted, say), which saves a request for nearly every run seen in flight.
+        horizon = tracker.horizon
+        missing = [run_id for run_id in tracker.in_flight if run_id not in active]
+        gone = [
+            run_id
+            for run_id in missing
+            if run_id in self._missing_last_tick
+            or horizon is None
+            or (created_ts(tracker.in_flight[run_id]) or 0.0) < horizon
+        ]
+        self._missing_last_tick = set(missing) - set(gone)
         await asyncio.gather(*(self._resolve_gone(run_id) for run_id in gone))
 
     async def _resolve_gone(self, run_id: str) -> None:

@@ -13,9 +13,8 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-
 from exporter import __version__
+from exporter.exposition import Exposition
 from exporter.webconfig import BasicAuth
 
 LANDING = f"""<!doctype html>
@@ -55,9 +54,19 @@ UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def make_app(
-    registry: CollectorRegistry, is_ready: Callable[[], bool], auth: BasicAuth | None = None
+    exposition: Exposition, is_ready: Callable[[], bool], auth: BasicAuth | None = None
 ) -> Callable[..., Iterable[bytes]]:
-    metrics_app = make_wsgi_app(registry)
+    def metrics_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        rendered = exposition.current()
+        headers = [("Content-Type", exposition.content_type), ("Vary", "Accept-Encoding")]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = rendered.gzipped
+            headers.append(("Content-Encoding", "gzip"))
+        else:
+            body = rendered.text
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")

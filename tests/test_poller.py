@@ -257,3 +257,49 @@ def test_runs_created_after_start_count_even_when_the_first_polls_fail(sim_facto
     exporter = run(scenario())
     samples = registry_samples(exporter.registry)
     assert runs_counted(samples) == 3
+
+
+def test_a_long_run_beyond_discoverys_reach_is_fetched_once_when_it_ends(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim, discovery_overlap=0.5)
+        await exporter.poller.tick()
+        (long_run,) = sim.add_stuck(1)
+        await asyncio.sleep(0.2)
+        await exporter.poller.tick()
+        await asyncio.sleep(1.0)
+        sim.burst(2)  # newer runs move the horizon past the long run
+        await asyncio.sleep(0.5)  # the burst's runs end (the long run cannot: wait_idle would hang)
+        await ticks(exporter, 4, pause=0.1)
+        assert runs_counted(registry_samples(exporter.registry)) == 2
+        assert long_run in exporter.tracker.in_flight
+        sim.release_stuck()
+        await settle(exporter, sim)
+        return exporter, long_run
+
+    exporter, long_run = run(scenario())
+    samples = registry_samples(exporter.registry)
+    assert runs_counted(samples) == 3
+    assert_matches_truth(samples, sim.truth())
+    retrieves = [r for r in sim.requests if r.path.rstrip("/") == f"/v1/runs/{long_run}"]
+    assert len(retrieves) == 1
+
+
+def test_runs_seen_in_flight_cost_no_retrieve_when_discovery_sees_them_end(sim_factory) -> None:
+    sim = sim_factory(duration_range=(0.5, 1.0))
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await exporter.poller.tick()
+        sim.set_rate(30)
+        await ticks(exporter, 12, pause=0.15)
+        sim.set_rate(0)
+        await settle(exporter, sim)
+        return exporter
+
+    exporter = run(scenario())
+    samples = registry_samples(exporter.registry)
+    assert_matches_truth(samples, sim.truth())
+    calls = select(samples, "letta_exporter_api_requests_total", ("endpoint",))
+    assert calls.get(("retrieve_run",), 0) == 0, calls
