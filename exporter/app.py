@@ -96,8 +96,13 @@ def build_exporter(settings: Settings) -> Exporter:
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
 
+    rendering: list[asyncio.Task[object]] = []  # at most one render at a time, never awaited by a tick
+
     async def render() -> None:
-        await asyncio.to_thread(exposition.refresh)
+        if rendering and not rendering[0].done():
+            return
+        if exposition.due():
+            rendering[:] = [asyncio.create_task(asyncio.to_thread(exposition.refresh))]
 
     poller.after_tick.append(render)  # after the state save: what is served has been persisted
     return exporter

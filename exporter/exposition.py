@@ -4,12 +4,18 @@ prometheus-client renders roughly 8 µs per sample: 100k series take most of a s
 scrape, and every Prometheus replica scrapes. The numbers only change when a poll ends, so the
 poll renders them (off the event loop) and scrapes are served the stored bytes, plain or gzipped.
 A side effect worth having: a scrape always sees a whole poll's worth of changes, never half.
+
+Rendering holds the GIL, so for very large registries it is also rationed: a render starts only
+once the time since the last one is at least ``1 / max_duty - 1`` times what that one took (with
+the default 0.2, rendering uses at most a fifth of the time). A small registry renders after every
+poll; one that takes a second to render is refreshed every five seconds or so.
 """
 
 from __future__ import annotations
 
 import gzip
 import threading
+import time
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -24,17 +30,27 @@ class Rendered:
 class Exposition:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, max_duty: float = 0.2) -> None:
         self.registry = registry
+        self.max_duty = max_duty
         self._rendered: Rendered | None = None
         self._lock = threading.Lock()
+        self._last_end = float("-inf")
+        self._last_took = 0.0
+
+    def due(self) -> bool:
+        rest = self._last_took * (1 / self.max_duty - 1)
+        return time.monotonic() - self._last_end >= rest
 
     def refresh(self) -> Rendered:
         """Render now (a worker thread's job: it takes a while for big registries)."""
+        started = time.monotonic()
         text = generate_latest(self.registry)
         rendered = Rendered(text, gzip.compress(text, compresslevel=1))
         with self._lock:
             self._rendered = rendered
+        self._last_end = time.monotonic()
+        self._last_took = self._last_end - started
         return rendered
 
     def current(self) -> Rendered:
