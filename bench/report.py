@@ -1,0 +1,226 @@
+"""The targets of issue 7 judged from the figures, and the short Markdown report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    capacity = results.get("capacity")
+    if capacity and capacity.get("exporter_vs_ceiling") is not None:
+        ratio = capacity["exporter_vs_ceiling"]
+        paired = capacity.get("exporter_vs_ceiling_paired_repeats", [])
+        spread = "; paired repeats " + ", ".join(f"{r:.0%}" for r in paired) if len(paired) > 1 else ""
+        out.append({
+            "target": "runs finalised/s with full enrichment >= 70% of the bare-httpx ceiling",
+            "measured": f"{ratio:.0%} ({capacity['exporter']['runs_per_second']} vs "
+            f"{capacity['bare_httpx']['runs_per_second']} runs/s, medians{spread})",
+            "met": ratio >= 0.70,
+        })  # fmt: skip
+    calls = []
+    if capacity:
+        per_run = capacity["exporter"].get("requests_per_run", {})
+        calls.append(("capacity", sum(v for k, v in per_run.items() if k != "list_runs")))
+        traced = capacity.get("exporter_letta_with_trace_storage")
+        if traced:
+            per_run = traced.get("requests_per_run", {})
+            calls.append(
+                ("capacity, Letta with trace storage", sum(v for k, v in per_run.items() if k != "list_runs"))
+            )
+    for level in results.get("load", []):
+        exporter = level.get("exporter", {})
+        if exporter.get("finalised_per_second"):
+            calls.append((f"{level['config']['rate']:g} runs/s", exporter["requests_per_run_beyond_lists"]))
+    if calls:
+        worst = max(value for _, value in calls)
+        out.append({
+            "target": "<= 2 Letta API calls per run beyond list pages (default config, trace export off)",
+            "measured": ", ".join(f"{name}: {value:.2f}" for name, value in calls),
+            "met": worst <= 2.0,
+        })  # fmt: skip
+    memory = results.get("memory")
+    if memory:
+        peak, growth = memory["peak_rss_mb"], memory["growth_second_half_mb"]
+        out.append({
+            "target": "flat RSS < 150 MB after 1M runs (flat: the second half adds < 10 MB)",
+            "measured": f"after {memory['runs']:,} runs: peak {peak} MB, {growth:+} MB over the second half "
+            "(in-process, skips HTTP)",
+            "met": peak < 150 and growth < 10 and memory["runs"] >= 1_000_000,
+        })  # fmt: skip
+    scrapes = results.get("scrape", [])
+    if scrapes:
+        largest = max(scrapes, key=lambda s: s["series"])
+        p99s = {name: largest["http"][name]["p99"] for name in largest["http"]}
+        out.append({
+            "target": "/metrics p99 < 100 ms at 100k series",
+            "measured": f"{largest['series']:,} series: "
+            + ", ".join(f"{name} p99 {_fmt(p, 0)} ms" for name, p in p99s.items()),
+            "met": largest["series"] >= 100_000 and all(p is not None and p < 100 for p in p99s.values()),
+        })  # fmt: skip
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        f"# letta-exporter benchmark, {results['date']}",
+        "",
+        f"Machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['ram_gb']} GB RAM, "
+        f"{machine['implementation']} {machine['python']}, Linux {machine['kernel']}. "
+        f"Exporter: {results['tree']['label']} at {results['tree']['commit'][:12]}"
+        + (
+            f" (uncommitted changes in {len(results['tree']['dirty'])} files)"
+            if results["tree"]["dirty"]
+            else ""
+        )
+        + ".",
+        "",
+        f"Command: `{results['command']}` ({results['mode']} mode, {results['duration_seconds']:.0f} s)",
+        "",
+    ]
+    foreign = results.get("foreign_cpu_cores")
+    if foreign:
+        lines += [
+            "Other processes on the machine meanwhile (cores they used, by section): "
+            + ", ".join(f"{name} {cores}" for name, cores in foreign.items())
+            + ".",
+            "",
+        ]
+    capacity = results.get("capacity")
+    if capacity:
+        config = capacity["config"]
+        lines += [
+            f"## Throughput capacity: a backlog of {config['runs']:,} finished runs, concurrency "
+            f"{config['concurrency']}, page size {config['page_size']}"
+            + (f"; median of {config['repeats']} repeats (min-max)" if config.get("repeats", 1) > 1 else ""),
+            "",
+            "| reader | runs/s | vs ceiling | CPU s / 1000 runs | API calls / run | peak RSS MB "
+            "| simulator CPU |",
+            "|---|---:|---:|---:|---|---:|---:|",
+        ]
+        ceiling = capacity["bare_httpx"].get("runs_per_second") or 0
+        readers = (
+            ("exporter", "exporter (full enrichment)"),
+            ("bare_httpx", "bare httpx (ceiling)"),
+            ("naive_sequential", "naive sequential"),
+            ("exporter_letta_with_trace_storage", "exporter, Letta with trace storage (¼ backlog)"),
+        )
+        for name, label in readers:
+            row = capacity.get(name)
+            if not row:
+                continue
+            rate = row.get("runs_per_second")
+            vs = f"{rate / ceiling:.0%}" if ceiling and rate else "-"
+            calls = ", ".join(f"{k} {v:.2f}" for k, v in row["requests_per_run"].items())
+            spread = row.get("runs_per_second_repeats") or []
+            shown = _fmt(rate) + (f" ({min(spread):.0f}-{max(spread):.0f})" if len(spread) > 1 else "")
+            cells = [
+                label, shown, vs, _fmt(row["cpu_seconds_per_1000_runs"], 2), calls,
+                _fmt(row["peak_rss_mb"]), _fmt(row.get("simulator_cpu_share"), 2),
+            ]  # fmt: skip
+            lines.append(_row(cells))
+        lines.append("")
+    if results.get("load"):
+        lines += [
+            "## Offered load",
+            "",
+            "| offered runs/s, agents | reader | finalised/s (ended/s) | CPU s / 1000 runs | CPU share "
+            "| API calls / run: lists + others | lag median / p99 s | RSS start → max MB | simulator CPU |",
+            "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        ]
+        for level in results["load"]:
+            config = level["config"]
+            for name, label in (("exporter", "exporter"), ("bare_httpx", "bare httpx")):
+                row = level.get(name)
+                if not row:
+                    continue
+                lists = row["requests_per_run"].get("list_runs", 0.0)
+                lag = row["lag_seconds"]
+                p99 = _fmt(lag["p99"], 2) + (
+                    f" ({lag['not_counted_by_end']} uncounted)" if lag["not_counted_by_end"] else ""
+                )
+                cells = [
+                    f"{config['rate']:g}, {config['agents']}",
+                    label,
+                    f"{_fmt(row['finalised_per_second'])} ({_fmt(row['completed_per_second'])})",
+                    _fmt(row["cpu_seconds_per_1000_runs"], 2),
+                    _fmt(row["cpu_share"], 2),
+                    f"{lists:.2f} + {row['requests_per_run_beyond_lists']:.2f}",
+                    f"{_fmt(lag['median'], 2)} / {p99}",
+                    f"{_fmt(row['rss_mb']['start'], 0)} → {_fmt(row['rss_mb']['max'], 0)}",
+                    _fmt(row["simulator_cpu_share"], 2),
+                ]
+                lines.append(_row(cells))
+        lines.append("")
+    memory = results.get("memory")
+    if memory:
+        samples = ", ".join(f"{s['runs'] // 1000}k: {s['rss_mb']:.0f}" for s in memory["samples"])
+        lines += [
+            f"## Memory ({memory['note']})",
+            "",
+            f"{memory['runs']:,} runs over {memory['agents']:,} agents at a simulated "
+            f"{memory['simulated_rate']:,} runs/s, {memory['us_per_run']} µs per run. Baseline (same process "
+            f"before feeding): {memory['baseline_rss_mb']} MB. RSS MB by runs fed: {samples}. "
+            f"Peak {memory['peak_rss_mb']} MB; {memory['growth_second_half_mb']:+} MB over the second half.",
+            "",
+        ]
+    if results.get("scrape"):
+        lines += [
+            "## /metrics response time (ms, sequential scrapes of the exporter's HttpServer)",
+            "",
+            "| series | baseline: generate_latest in-process, median / p99 | HTTP text, median / p99 "
+            "| HTTP with Prometheus's Accept headers (gzip), median / p99 | render per poll, median | body |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in results["scrape"]:
+            base, text, prom = (
+                row["generate_latest_ms"],
+                row["http"]["text_identity"],
+                row["http"]["prometheus_default"],
+            )
+            cells = [
+                f"{row['series']:,}",
+                f"{_fmt(base['median'])} / {_fmt(base['p99'])}",
+                f"{_fmt(text['median'])} / {_fmt(text['p99'])} (n={text['n']})",
+                f"{_fmt(prom['median'])} / {_fmt(prom['p99'])} (n={prom['n']})",
+                _fmt((row.get("render_per_poll_ms") or {}).get("median")),
+                f"{row['body_bytes'] / 1e6:.1f} MB, gzip {prom['wire_bytes'] / 1e6:.2f} MB",
+            ]
+            lines.append(_row(cells))
+        lines.append("")
+    profile = results.get("profile")
+    if profile and profile.get("samples"):
+        lines += [
+            f"## Profile: exporter at {profile['level']} (py-spy, {profile['samples']} samples)",
+            "",
+            "By component (innermost known frame): "
+            + ", ".join(f"{name} {pct}%" for name, pct in profile["by_component_percent"][:8]),
+            "",
+            "By poll phase: " + ", ".join(f"{name} {pct}%" for name, pct in profile["by_phase_percent"]),
+            "",
+        ]
+    lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for target in results.get("targets", []):
+        lines.append(
+            f"| {target['target']} | {target['measured']} | {'yes' if target['met'] else '**no**'} |"
+        )
+    if results.get("failures"):
+        lines += ["", "## Sections that failed", ""]
+        lines += [f"- {failure}" for failure in results["failures"]]
+    if results.get("problems"):
+        lines += ["", "## Problems seen", ""]
+        lines += [f"- {problem}" for problem in results["problems"]]
+    return "\n".join(lines) + "\n"
