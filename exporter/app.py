@@ -165,8 +165,17 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     )  # fmt: skip
 
     scheduler = AsyncIOScheduler()
+
+    async def poll() -> None:
+        try:
+            await poller.tick()
+        except asyncio.CancelledError:
+            # Shutdown cancels a poll in flight; every record is atomic, so nothing is half-done
+            # and there is nothing to report.
+            log.debug("poll cancelled by shutdown")
+
     scheduler.add_job(
-        poller.tick,
+        poll,
         "interval",
         seconds=settings.poll_interval,
         next_run_time=datetime.now(),

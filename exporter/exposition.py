@@ -7,8 +7,9 @@ A side effect worth having: a scrape always sees a whole poll's worth of changes
 
 Rendering holds the GIL, so for very large registries it is also rationed: a render starts only
 once the time since the last one is at least ``1 / max_duty - 1`` times what that one took (with
-the default 0.2, rendering uses at most a fifth of the time). A small registry renders after every
-poll; one that takes a second to render is refreshed every five seconds or so.
+the default 0.05, rendering uses at most a twentieth of the time). A small registry renders after
+every poll; 100k series (about 0.75 s here) are refreshed every 15 s or so, about as often as
+Prometheus scrapes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Rendered:
 class Exposition:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, registry: CollectorRegistry, max_duty: float = 0.2) -> None:
+    def __init__(self, registry: CollectorRegistry, max_duty: float = 0.05) -> None:
         self.registry = registry
         self.max_duty = max_duty
         self._rendered: Rendered | None = None

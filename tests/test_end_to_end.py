@@ -97,6 +97,7 @@ def test_sigterm_stops_within_five_seconds(faulty_sim: Simulator, tmp_path) -> N
     exporter.proc.wait(timeout=10)
     assert time.monotonic() - started < 5.0
     assert exporter.stop() == 0
+    assert "Traceback" not in exporter.logs() and "ERROR" not in exporter.logs()
 
 
 def test_http_endpoints(faulty_sim: Simulator, tmp_path) -> None:
