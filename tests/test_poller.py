@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 from tests.support import (
     assert_matches_truth,
@@ -303,3 +304,24 @@ def test_runs_seen_in_flight_cost_no_retrieve_when_discovery_sees_them_end(sim_f
     assert_matches_truth(samples, sim.truth())
     calls = select(samples, "letta_exporter_api_requests_total", ("endpoint",))
     assert calls.get(("retrieve_run",), 0) == 0, calls
+
+
+def test_backlog_past_its_bound_is_recorded_as_is_and_counted_never_dropped(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim, max_pending=5)
+        await exporter.poller.tick()
+        sim.burst(20)
+        await settle(exporter, sim)
+        return exporter
+
+    exporter = run(scenario())
+    samples = registry_samples(exporter.registry)
+    truth = sim.truth()
+    assert runs_counted(samples) == 20
+    expected = Counter((r.agent_id, r.status) for r in truth)
+    assert select(samples, "letta_runs_total", ("agent_id", "status")) == dict(expected)
+    given_up = select(samples, "letta_exporter_enrichment_given_up_total", ("source",))
+    assert given_up == {("backlog",): 15}
+    assert len(exporter.tracker.pending) == 0
