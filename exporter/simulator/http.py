@@ -60,6 +60,13 @@ class _Params:
         self.values = parse_qs(query, keep_blank_values=True)
         self.errors: list[dict[str, Any]] = []
 
+    def reject(self, kind: str, name: str, raw: str, msg: str, ctx: dict[str, Any] | None = None) -> None:
+        """Record a FastAPI-style validation error for the 422 body."""
+        error: dict[str, Any] = {"type": kind, "loc": ("query", name), "msg": msg, "input": raw}
+        if ctx is not None:
+            error["ctx"] = ctx
+        self.errors.append(error)
+
     def last(self, name: str) -> str | None:
         # FastAPI takes the last value of a repeated scalar parameter.
         values = self.values.get(name)
@@ -76,14 +83,7 @@ class _Params:
             return True
         if raw.lower() in _FALSE:
             return False
-        self.errors.append(
-            {
-                "type": "bool_parsing",
-                "loc": ("query", name),
-                "msg": "Input should be a valid boolean, unable to interpret input",
-                "input": raw,
-            }
-        )
+        self.reject("bool_parsing", name, raw, "Input should be a valid boolean, unable to interpret input")
         return default
 
     def integer(self, name: str, default: int, *, ge: int | None = None, le: int | None = None) -> int:
@@ -93,34 +93,20 @@ class _Params:
         try:
             value = int(raw.strip())
         except ValueError:
-            self.errors.append(
-                {
-                    "type": "int_parsing",
-                    "loc": ("query", name),
-                    "msg": "Input should be a valid integer, unable to parse string as an integer",
-                    "input": raw,
-                }
+            self.reject(
+                "int_parsing",
+                name,
+                raw,
+                "Input should be a valid integer, unable to parse string as an integer",
             )
             return default
         if ge is not None and value < ge:
-            self.errors.append(
-                {
-                    "type": "greater_than_equal",
-                    "loc": ("query", name),
-                    "msg": f"Input should be greater than or equal to {ge}",
-                    "input": raw,
-                    "ctx": {"ge": ge},
-                }
+            self.reject(
+                "greater_than_equal", name, raw, f"Input should be greater than or equal to {ge}", {"ge": ge}
             )
         elif le is not None and value > le:
-            self.errors.append(
-                {
-                    "type": "less_than_equal",
-                    "loc": ("query", name),
-                    "msg": f"Input should be less than or equal to {le}",
-                    "input": raw,
-                    "ctx": {"le": le},
-                }
+            self.reject(
+                "less_than_equal", name, raw, f"Input should be less than or equal to {le}", {"le": le}
             )
         return value
 
@@ -132,15 +118,7 @@ class _Params:
         if raw == "asc":
             return False
         expected = "'asc' or 'desc'"
-        self.errors.append(
-            {
-                "type": "literal_error",
-                "loc": ("query", "order"),
-                "msg": f"Input should be {expected}",
-                "input": raw,
-                "ctx": {"expected": expected},
-            }
-        )
+        self.reject("literal_error", "order", raw, f"Input should be {expected}", {"expected": expected})
         return True
 
     def stop_reason(self) -> str | None:
@@ -148,15 +126,7 @@ class _Params:
         if raw is None or raw in shapes.STOP_REASONS:
             return raw
         expected = shapes.stop_reason_expected()
-        self.errors.append(
-            {
-                "type": "enum",
-                "loc": ("query", "stop_reason"),
-                "msg": f"Input should be {expected}",
-                "input": raw,
-                "ctx": {"expected": expected},
-            }
-        )
+        self.reject("enum", "stop_reason", raw, f"Input should be {expected}", {"expected": expected})
         return None
 
     def invalid(self) -> Response | None:
