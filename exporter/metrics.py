@@ -200,6 +200,13 @@ class ExporterMetrics:
             "Letta, or in flight past the age limit.", ["reason"], registry=registry,
         )  # fmt: skip
 
+        self.list_cursors = Gauge(
+            "letta_exporter_list_cursor_info", "Which cursor parameter continues each Letta list, as "
+            "learnt from the server's answers: semantics is spec (after= continues the sort order, as "
+            "Letta Cloud) or reversed (as Letta 0.16.8's run list).",
+            ["endpoint", "order", "parameter", "semantics"], registry=registry,
+        )  # fmt: skip
+        self._cursor_labels: dict[str, tuple[str, str, str, str]] = {}
         self.circuit_open = Gauge(
             "letta_exporter_circuit_open", "1 while polls are paused because Letta keeps failing.",
             registry=registry,
@@ -270,6 +277,14 @@ class ExporterMetrics:
 
     def observe_malformed(self, endpoint: str) -> None:
         self.api_malformed.labels(endpoint).inc()
+
+    def observe_cursor(self, endpoint: str, order: str, param: str, semantics: str) -> None:
+        labels = (endpoint, order, param, semantics)
+        previous = self._cursor_labels.get(endpoint)
+        if previous is not None and previous != labels:
+            self.list_cursors.remove(*previous)  # one series per list: the new answer replaces it
+        self._cursor_labels[endpoint] = labels
+        self.list_cursors.labels(*labels).set(1)
 
     def set_agent_names(self, names: dict[str, str]) -> None:
         self.live.state.agent_names = {

@@ -12,12 +12,22 @@ from exporter.simulator import SimConfig, Simulator
 QUICK = dict(duration_range=(0.05, 0.3), late_visibility_fraction=0.0, write_lag_fraction=0.0)
 
 
+# Both list-cursor behaviours a Letta server can have (docs/architecture.md, "Paging"); tests of
+# exactly-once counting run under each with @pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS).
+BOTH_CURSORS = ("spec", "letta-0.16.8")
+
+
 @pytest.fixture
-def sim_factory() -> Iterator[Callable[..., Simulator]]:
+def cursor_semantics() -> str:
+    return "spec"  # Letta Cloud's, the default target
+
+
+@pytest.fixture
+def sim_factory(cursor_semantics: str) -> Iterator[Callable[..., Simulator]]:
     started: list[Simulator] = []
 
     def make(**config: object) -> Simulator:
-        options = {"seed": 7, "agents": 3, **QUICK, **config}
+        options = {"seed": 7, "agents": 3, "cursor_semantics": cursor_semantics, **QUICK, **config}
         sim = Simulator(SimConfig(**options)).start(host="127.0.0.1", port=0)
         started.append(sim)
         return sim

@@ -322,38 +322,75 @@ def test_generated_runs_follow_the_rate_and_finish(make_sim) -> None:
 # -- pagination ---------------------------------------------------------------------------------------
 
 
-def test_paging_a_burst_returns_every_run_exactly_once(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
-    ids = sim.burst(130)  # one created_at for all: ordering falls back to the id
-    finished(sim, clock)
+# What each cursor returns, as docs/architecture.md ("Paging") records it from the facts: the
+# published spec (and Letta Cloud) read cursors relative to the sort order; Letta 0.16.8's run list
+# reads them the other way round in every order; its steps list as the spec.
+SPEC_SIDES = {("asc", "after"): "newer", ("asc", "before"): "older",
+              ("desc", "after"): "older", ("desc", "before"): "newer"}  # fmt: skip
+REVERSED_SIDES = {key: "older" if side == "newer" else "newer" for key, side in SPEC_SIDES.items()}
+RUN_LIST_SIDES = {"spec": SPEC_SIDES, "letta-0.16.8": REVERSED_SIDES}
+
+
+@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
+def test_run_list_cursors_mean_what_the_server_they_stand_for_says(make_sim, client_for, clock, semantics):
+    sim = make_sim(clock, cursor_semantics=semantics)
+    sim.add_history(9, max_age_seconds=100)
     client = client_for(sim)
-    newest_first = page_all(client, order="desc", cursor="before", limit=40)
-    oldest_first = page_all(client, order="asc", cursor="after", limit=40)
-    assert sorted(newest_first) == sorted(ids) and len(newest_first) == len(ids)
-    assert oldest_first == list(reversed(newest_first))
-    # after=X with desc gives the later runs, newest first; before=X with asc the earlier, oldest first.
-    pivot = newest_first[50]
-    assert [r["id"] for r in client.get("/v1/runs/", params={"after": pivot, "limit": 1000}).json()] == (
-        newest_first[:50]
-    )
-    asc_before = client.get("/v1/runs/", params={"before": pivot, "order": "asc", "limit": 1000}).json()
-    assert [r["id"] for r in asc_before] == oldest_first[: len(ids) - 51]
-    # An unknown cursor is ignored, as if absent.
-    assert client.get("/v1/runs/", params={"before": UNKNOWN_ID}).json() == client.get("/v1/runs/").json()
+    oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
+    pivot = 4
+    for (order, param), side in RUN_LIST_SIDES[semantics].items():
+        query = {"order": order, param: oldest_first[pivot], "limit": 1000}
+        got = [run["id"] for run in client.get("/v1/runs/", params=query).json()]
+        expected = oldest_first[pivot + 1 :] if side == "newer" else oldest_first[:pivot]
+        assert got == (expected if order == "asc" else expected[::-1]), (order, param)
 
 
-def test_letta_cursor_semantics_reproduce_the_asc_after_quirk(make_sim, client_for, clock) -> None:
+def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(make_sim, client_for, clock) -> None:
     sim = make_sim(clock, cursor_semantics="letta-0.16.8")
     sim.add_history(10, max_age_seconds=100)
     client = client_for(sim)
     oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
-    # The captured answer (list_runs_after.json): order=asc&after=<oldest> is empty...
+    # list_runs_after.json: order=asc&after=<oldest> came back empty on the real server.
     assert client.get("/v1/runs/", params={"order": "asc", "after": oldest_first[0]}).json() == []
-    # ...because with asc, before=X is what lists the later runs; desc behaves as documented.
-    later = client.get("/v1/runs/", params={"order": "asc", "before": oldest_first[0]}).json()
-    assert [run["id"] for run in later] == oldest_first[1:]
-    earlier = client.get("/v1/runs/", params={"before": oldest_first[-1]}).json()
-    assert [run["id"] for run in earlier] == list(reversed(oldest_first[:-1]))
+
+
+@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
+def test_steps_list_cursors_follow_the_spec_on_both(make_sim, client_for, clock, semantics) -> None:
+    sim = make_sim(clock, cursor_semantics=semantics)
+    sim.add_history(40, max_age_seconds=100)
+    client = client_for(sim)
+    runs = client.get("/v1/runs/", params={"limit": 1000}).json()
+    steps = []
+    for run in runs:
+        steps = [
+            step["id"] for step in client.get(f"/v1/runs/{run['id']}/steps", params={"order": "asc"}).json()
+        ]
+        if len(steps) >= 3:
+            break
+    assert len(steps) >= 3, "a run with three steps"
+    run_id = run["id"]
+    for (order, param), side in SPEC_SIDES.items():
+        query = {"order": order, param: steps[1]}
+        got = [step["id"] for step in client.get(f"/v1/runs/{run_id}/steps", params=query).json()]
+        expected = steps[2:] if side == "newer" else steps[:1]
+        assert got == (expected if order == "asc" else expected[::-1]), (order, param)
+
+
+@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
+def test_paging_a_burst_returns_every_run_exactly_once(make_sim, client_for, clock, semantics) -> None:
+    sim = make_sim(clock, cursor_semantics=semantics)
+    ids = sim.burst(130)  # one created_at for all: ordering falls back to the id
+    finished(sim, clock)
+    client = client_for(sim)
+    sides = RUN_LIST_SIDES[semantics]
+    older = next(param for (order, param), side in sides.items() if order == "desc" and side == "older")
+    newer = next(param for (order, param), side in sides.items() if order == "asc" and side == "newer")
+    newest_first = page_all(client, order="desc", cursor=older, limit=40)
+    oldest_first = page_all(client, order="asc", cursor=newer, limit=40)
+    assert sorted(newest_first) == sorted(ids) and len(newest_first) == len(ids)
+    assert oldest_first == list(reversed(newest_first))
+    # An unknown cursor is ignored, as if absent (Letta looks the row up and skips the filter).
+    assert client.get("/v1/runs/", params={"before": UNKNOWN_ID}).json() == client.get("/v1/runs/").json()
 
 
 def test_filters(make_sim, client_for, clock) -> None:

@@ -14,7 +14,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -30,6 +31,7 @@ from exporter.letta.errors import (
     LettaTransportError,
 )
 from exporter.letta.models import Agent, Run, RunMetrics, Step, UsageStatistics
+from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
 from exporter.letta.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ MAX_DETAIL_CHARS = 200
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class RequestObserver(Protocol):
+class RequestObserver(CursorObserver, Protocol):
     def observe_request(self, endpoint: str, code: str, seconds: float) -> None: ...
 
     def observe_malformed(self, endpoint: str) -> None: ...
@@ -50,6 +52,9 @@ class _NullObserver:
         pass
 
     def observe_malformed(self, endpoint: str) -> None:
+        pass
+
+    def observe_cursor(self, endpoint: str, order: str, param: str, semantics: str) -> None:
         pass
 
 
@@ -131,6 +136,7 @@ class LettaClient:
         self.backoff_max = backoff_max
         self.limiter = RateLimiter(max_requests_per_second)
         self.observer: RequestObserver = observer or _NullObserver()
+        self.cursors = CursorBehaviour(self.observer)
         self._sleep = sleep
 
     async def aclose(self) -> None:
@@ -236,34 +242,26 @@ class LettaClient:
     # -- Runs API ----------------------------------------------------------------------------
 
     async def list_runs_page(
-        self, *, limit: int, before: str | None = None, active: bool = False
+        self, *, limit: int, cursor: tuple[Param, str] | None = None, active: bool = False
     ) -> list[Run]:
-        """One page of runs, newest first. ``before`` is the last (oldest) run ID of the previous page.
-
-        Newest-first paging with ``before`` is the combination a real Letta server (0.16.8) was seen
-        to answer correctly; ``order=asc`` with ``after`` returned nothing there.
-        """
+        """One page of runs, newest first; ``cursor`` is (``before`` or ``after``, a run ID)."""
         params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", limit)]
-        if before:
-            params.append(("before", before))
+        if cursor is not None:
+            params.append(cursor)
         if active:
             params.append(("active", "true"))
         return await self._get_list("list_runs", "/v1/runs/", Run, params)
 
-    async def iter_runs(self, *, page_size: int, active: bool = False) -> AsyncIterator[list[Run]]:
-        """Pages of runs, newest first, until a short page; the caller stops early when it has enough."""
-        before: str | None = None
-        seen_cursors: set[str] = set()
-        while True:
-            page = await self.list_runs_page(limit=page_size, before=before, active=active)
-            yield page
-            if len(page) < page_size:
-                return
-            before = page[-1].id
-            if before in seen_cursors:
-                # A server that ignores the cursor would loop forever; stop and say so.
-                raise LettaMalformedResponse("list_runs", f"cursor {before} did not advance")
-            seen_cursors.add(before)
+    def iter_runs(self, *, page_size: int, active: bool = False) -> CursorWalk[Run]:
+        """Pages of runs, newest first (so discovery can stop at its horizon), until a short page;
+        each next page is read with whichever parameter this server continues such a list with."""
+
+        async def fetch(param: Param | None, cursor: str | None) -> list[Run]:
+            at = (param, cursor) if param is not None and cursor is not None else None
+            return await self.list_runs_page(limit=page_size, cursor=at, active=active)
+
+        return CursorWalk("list_runs", fetch, page_size=page_size, descending=True,
+                          behaviour=self.cursors, ident=_run_id, key=_run_key)  # fmt: skip
 
     async def retrieve_run(self, run_id: str) -> Run:
         return await self._get_model("retrieve_run", f"/v1/runs/{run_id}", Run)
@@ -275,17 +273,17 @@ class LettaClient:
         return await self._get_model("retrieve_metrics_for_run", f"/v1/runs/{run_id}/metrics", RunMetrics)
 
     async def run_steps(self, run_id: str, *, page_size: int = 1000) -> list[Step]:
-        steps: list[Step] = []
-        after: str | None = None
-        while True:
+        """Every step of a run, oldest first (steps carry no ``created_at``: pages are checked by ID)."""
+
+        async def fetch(param: Param | None, cursor: str | None) -> list[Step]:
             params: list[tuple[str, str | int]] = [("order", "asc"), ("limit", page_size)]
-            if after:
-                params.append(("after", after))
-            page = await self._get_list("list_steps_for_run", f"/v1/runs/{run_id}/steps", Step, params)
-            steps.extend(page)
-            if len(page) < page_size or not page[-1].id or page[-1].id == after:
-                return steps
-            after = page[-1].id
+            if param is not None and cursor is not None:
+                params.append((param, cursor))
+            return await self._get_list("list_steps_for_run", f"/v1/runs/{run_id}/steps", Step, params)
+
+        walk = CursorWalk("list_steps_for_run", fetch, page_size=page_size, descending=False,
+                          behaviour=self.cursors, ident=_step_id)  # fmt: skip
+        return [step async for page in walk for step in page]
 
     async def run_trace(self, run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         body = await self._get_json("retrieve_trace_for_run", f"/v1/runs/{run_id}/trace", [("limit", limit)])
@@ -296,6 +294,18 @@ class LettaClient:
 
     async def retrieve_agent(self, agent_id: str) -> Agent:
         return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Agent)
+
+
+def _run_id(run: Run) -> str:
+    return run.id
+
+
+def _run_key(run: Run) -> tuple[datetime, str] | None:
+    return (run.created_at, run.id) if run.created_at is not None else None
+
+
+def _step_id(step: Step) -> str | None:
+    return step.id
 
 
 def _validation_summary(exc: ValidationError) -> str:

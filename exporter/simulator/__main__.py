@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history-age", type=float, default=3600.0, help="their maximum age, seconds")
     parser.add_argument("--retention", type=float, default=None, help="forget finished runs after seconds")
     parser.add_argument("--api-key", default=None, help="require Authorization: Bearer <key>")
-    parser.add_argument("--cursor-semantics", choices=CURSOR_SEMANTICS, default="created_at")
+    parser.add_argument("--cursor-semantics", choices=CURSOR_SEMANTICS, default="spec")
     parser.add_argument("--trace-mode", choices=TRACE_MODES, default="501", help="how /trace answers")
     parser.add_argument("--rate-429", type=float, default=0.0)
     parser.add_argument("--retry-after", type=float, default=0.1)

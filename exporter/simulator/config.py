@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRACE_MODES = ("501", "rows", "empty")
-CURSOR_SEMANTICS = ("created_at", "letta-0.16.8")
+CURSOR_SEMANTICS = ("spec", "letta-0.16.8")
 
 
 @dataclass
@@ -36,10 +36,12 @@ class SimConfig:
     retention_seconds: float | None = None
     # Share of runs failing with a stop reason newer than the exporter's enum (pass-through test).
     unknown_stop_reason_fraction: float = 0.02
-    # "created_at": before=X lists runs created earlier than X and after=X later ones, whatever the
-    # order. "letta-0.16.8": the real server's cursor helper, where with order=asc the meanings swap
-    # (after=X lists EARLIER runs), which is why order=asc&after=<oldest> came back empty there.
-    cursor_semantics: str = "created_at"
+    # What the run list's ``before``/``after`` mean. "spec": relative to the sort order, as the
+    # published spec and Letta Cloud (with order=desc, after=X lists older runs, before=X newer).
+    # "letta-0.16.8": the last self-hosted server, the reverse in every order (order=desc&before=X
+    # lists older runs; order=asc&after=X earlier ones, which is why that capture came back empty).
+    # The steps list reads them as the spec in both (measured on 0.16.8).
+    cursor_semantics: str = "spec"
 
     def __post_init__(self) -> None:
         low, high = self.duration_range

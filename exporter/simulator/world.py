@@ -46,6 +46,20 @@ VISIBLE, END, TRUTH, DONE = range(4)
 DETAILS_CACHE_SIZE = 4096
 
 
+def cursor_bounds(
+    descending: bool, before: str | None, after: str | None, *, reversed_: bool
+) -> tuple[str | None, str | None]:
+    """(the row the result is newer than, the row it is older than) for a list's cursors.
+
+    As the spec words it, ``after=X`` lists what comes after X *in the sort order* (older rows when
+    newest first) and ``before=X`` what comes before. Letta 0.16.8's run list reverses both in
+    every order (its pagination helper filters ``after`` with ``forward = not ascending``).
+    """
+    if descending != reversed_:
+        return before, after
+    return after, before
+
+
 @dataclass(frozen=True)
 class RunFilter:
     statuses: frozenset[str] | None = None
@@ -409,12 +423,13 @@ class World:
         where = where or RunFilter()
         with self._lock:
             now = self._tick()
-            if self.config.cursor_semantics == "letta-0.16.8" and not descending:
-                # Letta's helper filters after=X with forward=not ascending: with asc, it means earlier.
-                before, after = after, before
-            after_run, before_run = self._visible(after), self._visible(before)
-            lower = after_run.key if after_run else None
-            upper = before_run.key if before_run else None
+            newer_than, older_than = cursor_bounds(
+                descending, before, after, reversed_=self.config.cursor_semantics == "letta-0.16.8"
+            )
+            # An unknown cursor ID filters nothing (Letta looks the row up and skips the filter).
+            lower_run, upper_run = self._visible(newer_than), self._visible(older_than)
+            lower = lower_run.key if lower_run else None
+            upper = upper_run.key if upper_run else None
             active_only = where.statuses is not None and where.statuses <= ACTIVE_STATUSES
             page = []
             for run in self._ordered(descending, lower, upper, active_only):
@@ -474,11 +489,13 @@ class World:
                 return None if run is None else []
             steps = list(self._run_details(run).steps)
             index = {step.id: position for position, step in enumerate(steps)}
+            # Letta 0.16.8's steps list reads cursors as the spec does, whatever the run list does.
+            newer_than, older_than = cursor_bounds(descending, before, after, reversed_=False)
             start, stop = 0, len(steps)
-            if after in index:
-                start = index[after] + 1
-            if before in index:
-                stop = index[before]
+            if newer_than in index:
+                start = index[newer_than] + 1
+            if older_than in index:
+                stop = index[older_than]
             chosen = steps[start:stop]
             if descending:
                 chosen.reverse()
