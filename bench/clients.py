@@ -1,7 +1,7 @@
 """The baselines: Letta clients with nothing but httpx and json, making the exporter's requests.
 
 ``python -m bench.clients capacity --mode bare``: read a backlog as the exporter's first poll does
-(run list newest first with the ``before`` cursor, then ``/metrics`` and ``/steps`` per run, at most
+(run list newest first with the ``after`` cursor, then ``/metrics`` and ``/steps`` per run, at most
 ``--concurrency`` in flight) with a bare ``httpx.AsyncClient``: the ceiling for a Python client.
 ``--mode naive``: the same requests one at a time with a blocking ``httpx.Client``.
 
@@ -31,10 +31,12 @@ LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32)  # as th
 HEADERS = {"Accept": "application/json", "Accept-Encoding": "gzip"}
 
 
-def list_params(page_size: int, before: str | None, active: bool = False) -> list[tuple[str, str | int]]:
+def list_params(page_size: int, cursor: str | None, active: bool = False) -> list[tuple[str, str | int]]:
+    """Newest first; the benchmark's simulator reads cursors as the spec (and Letta Cloud) do, so
+    ``after`` continues the list: the baselines know the server, the exporter has to find out."""
     params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", page_size)]
-    if before:
-        params.append(("before", before))
+    if cursor:
+        params.append(("after", cursor))
     if active:
         params.append(("active", "true"))
     return params
@@ -70,13 +72,13 @@ async def capacity_bare(
         started, cpu_started = time.perf_counter(), time.process_time()
         deadline = started + max_seconds
         ids: list[str] = []
-        before = None
+        cursor = None
         while time.perf_counter() < deadline:
-            page = await get("list_runs", "/v1/runs/", list_params(page_size, before))
+            page = await get("list_runs", "/v1/runs/", list_params(page_size, cursor))
             ids.extend(run["id"] for run in page if run.get("status") in TERMINAL)
             if len(page) < page_size:
                 break
-            before = page[-1]["id"]
+            cursor = page[-1]["id"]
         semaphore = asyncio.Semaphore(concurrency)
         done = 0
 
@@ -108,13 +110,13 @@ def capacity_naive(base_url: str, page_size: int, max_seconds: float) -> dict[st
         started, cpu_started = time.perf_counter(), time.process_time()
         deadline = started + max_seconds
         ids: list[str] = []
-        before = None
+        cursor = None
         while time.perf_counter() < deadline:
-            page = get("list_runs", "/v1/runs/", list_params(page_size, before))
+            page = get("list_runs", "/v1/runs/", list_params(page_size, cursor))
             ids.extend(run["id"] for run in page if run.get("status") in TERMINAL)
             if len(page) < page_size:
                 break
-            before = page[-1]["id"]
+            cursor = page[-1]["id"]
         done = 0
         for run_id in ids:
             if time.perf_counter() > deadline:
@@ -197,9 +199,9 @@ async def live_bare(
             horizon = watermark - overlap if watermark is not None else None
             newest: float | None = None
             fresh: list[str] = []
-            before = None
+            cursor = None
             while True:
-                page = await get("list_runs", "/v1/runs/", list_params(page_size, before))
+                page = await get("list_runs", "/v1/runs/", list_params(page_size, cursor))
                 reached = False
                 for run in page:
                     created = _created(run)
@@ -214,15 +216,15 @@ async def live_bare(
                         fresh.append(run["id"])
                 if reached or len(page) < page_size:
                     break
-                before = page[-1]["id"]
+                cursor = page[-1]["id"]
             if newest is not None and (watermark is None or newest > watermark):
                 watermark = newest
-            before = None
+            cursor = None
             while True:  # the active list: the exporter reads it every tick for its gauges
-                page = await get("list_runs", "/v1/runs/", list_params(page_size, before, active=True))
+                page = await get("list_runs", "/v1/runs/", list_params(page_size, cursor, active=True))
                 if len(page) < page_size:
                     break
-                before = page[-1]["id"]
+                cursor = page[-1]["id"]
             await asyncio.gather(*(enrich(run_id) for run_id in fresh))
             if watermark is not None:
                 cutoff = watermark - 2 * overlap

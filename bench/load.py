@@ -154,12 +154,12 @@ def _mark(client: Child, sim: Child, exporter_url: str | None) -> dict[str, Any]
 def _completions(sim_url: str, until: float) -> list[float]:
     """completed_at of every finished run the simulator lists, up to ``until``, sorted."""
     times: list[float] = []
-    before = None
+    cursor = None
     with httpx.Client(base_url=sim_url, timeout=60) as client:
         for _ in range(10_000):  # bounded: 10M runs
             params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", 1000)]
-            if before:
-                params.append(("before", before))
+            if cursor:
+                params.append(("after", cursor))  # the spec's cursor: the simulator's default
             page = client.get("/v1/runs/", params=params).json()
             for run in page:
                 if run.get("completed_at") and run.get("status") in ("completed", "failed", "cancelled"):
@@ -168,7 +168,7 @@ def _completions(sim_url: str, until: float) -> list[float]:
                         times.append(done)
             if len(page) < 1000:
                 break
-            before = page[-1]["id"]
+            cursor = page[-1]["id"]
     times.sort()
     return times
 

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from exporter.state import STATE_VERSION, StateFile
+from tests.conftest import BOTH_CURSORS
 from tests.support import assert_matches_truth, make_exporter, registry_samples, runs_counted, settle
 
 
@@ -29,12 +30,13 @@ def test_save_is_atomic_and_versioned(tmp_path, monkeypatch) -> None:
     assert json.loads(store.path.read_text())["n"] == 1
 
 
+@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
 def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_factory, tmp_path) -> None:
     sim = sim_factory()
     state_file = tmp_path / "state.json"
 
     async def scenario():
-        first = make_exporter(sim, state_file=state_file)
+        first = make_exporter(sim, state_file=state_file, page_size=10)
         await first.poller.tick()
         sim.burst(8)
         await settle(first, sim)
@@ -46,18 +48,18 @@ def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_fa
         await first.client.aclose()
 
         # Down: new runs finish, and the runs that were in flight end too.
-        sim.burst(6)
+        sim.burst(26)  # more than two pages of 10
         sim.release_stuck()
         assert await asyncio.to_thread(sim.wait_idle, 20)
 
-        second = make_exporter(sim, state_file=state_file)
+        second = make_exporter(sim, state_file=state_file, page_size=10)
         assert runs_counted(registry_samples(second.registry)) == before == 8
         await settle(second, sim)
         return second
 
     second = asyncio.run(scenario())
     samples = registry_samples(second.registry)
-    assert runs_counted(samples) == 16
+    assert runs_counted(samples) == 36
     assert_matches_truth(samples, sim.truth())
 
 
