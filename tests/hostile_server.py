@@ -22,6 +22,7 @@ class Reply:
     body: bytes | Iterable[bytes] = b"[]"
     content_type: str = "application/json"
     delay_between_chunks: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 Route = Callable[[str, dict[str, list[str]]], Reply]
@@ -72,6 +73,8 @@ class HostileLetta:
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", reply.content_type)
+                    for name, value in reply.headers:
+                        self.send_header(name, value)
                     if isinstance(reply.body, bytes):
                         self.send_header("Content-Length", str(len(reply.body)))
                     else:
@@ -113,7 +116,7 @@ class HostileLetta:
                 return json_reply(active)
             if self.list_route is not None:
                 return self.list_route(path, query)
-            if query.get("before"):
+            if query.get("before") or query.get("after"):
                 return json_reply([])  # one page holds everything here
             return json_reply(self.runs)
         if path.endswith("/metrics"):

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from exporter.app import build_exporter
 from exporter.config import Settings
 from tests.hostile_server import HostileLetta, Reply, json_reply, run_json
-from tests.support import registry_samples, runs_counted, select
+from tests.support import ExporterProcess, registry_samples, runs_counted, select, wait_for
 
 MEMORY_BOUND_BYTES = 24 * 1024 * 1024
 
@@ -159,3 +162,56 @@ def test_label_values_from_long_strings_are_capped() -> None:
     assert len(free_label("m" * 10_000)) == 128
     assert free_label("bad\nmodel\x00name") == "bad_model_name"
     assert json.dumps(enum_label("Ünïcödé reason")).isascii()
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """1 GiB of JSON-ish spaces, gzipped to about 1 MB."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b" " * (1 << 20)
+    parts = [deflate.compress(block) for _ in range(1024)]
+    parts.append(deflate.flush())
+    return b"".join(parts)
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's high-water mark of resident memory (VmHWM), which no sampling can miss."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_a_gzip_bomb_is_refused_within_bounded_memory_and_polling_goes_on(gzip_bomb, tmp_path) -> None:
+    """A 1 GiB gzip bomb as the run list, against the real exporter process: its peak RSS stays
+    within 50 MB of what it was before, the reply counts as malformed, and the next poll counts runs."""
+    server = HostileLetta().start()
+    exporter = ExporterProcess(tmp_path, ["--poll-interval", "0.3", "--max-requests-per-second", "0",
+                                          "--max-retries", "0"], env={"LETTA_BASE_URL": server.base_url})  # fmt: skip
+    try:
+        exporter.start()
+        wait_for(lambda: exporter.scrape().get(("letta_exporter_up", ())) == 1, 10, what="first poll")
+        time.sleep(1.0)  # a few polls: the baseline includes everything a normal poll touches
+        assert exporter.proc is not None
+        baseline = peak_rss_bytes(exporter.proc.pid)
+        bomb = Reply(body=gzip_bomb, headers=(("Content-Encoding", "gzip"),))
+        server.list_route = lambda path, query: bomb
+
+        def malformed() -> float:
+            return exporter.scrape().get(
+                ("letta_exporter_api_malformed_responses_total", (("endpoint", "list_runs"),)), 0
+            )
+
+        wait_for(lambda: malformed() >= 2, 20, what="two bombs refused")
+        grown = peak_rss_bytes(exporter.proc.pid) - baseline
+        assert grown < 50 * 1024 * 1024, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+        codes = select(exporter.scrape(), "letta_exporter_api_requests_total", ("code",))
+        assert codes.get(("body_too_large",), 0) >= 2
+
+        server.list_route = None
+        server.runs = [run_json("run-after-bomb")]
+        wait_for(lambda: runs_counted(exporter.scrape()) == 1, 20, what="polling to go on")
+    finally:
+        exporter.stop()
+        server.stop()
+    assert "Traceback" not in exporter.logs()

@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import time
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"letta-exporter/{__version__} (+https://github.com/letta-exporter/letta-exporter)"
 MAX_DETAIL_CHARS = 200
+# Decoded bytes one reply may hold: a page of 1,000 runs is about 2 MB. Also bounds what a
+# compressed reply can grow to in memory before it is refused.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+INFLATE_PIECE = 256 * 1024
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -77,17 +82,45 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _decode_body(response: httpx.Response, raw: bytes) -> bytes:
-    """Undo content-encoding by hand: the body was read raw so its size could be capped."""
-    encoding = response.headers.get("content-encoding", "").lower()
-    if encoding in ("gzip", "deflate"):
-        import zlib
+class _BoundedBody:
+    """Collects a reply's body, undoing gzip/deflate as it streams in, and stops the moment the
+    *decoded* size passes the cap: a small compressed body can decode to gigabytes."""
 
-        try:
-            return zlib.decompress(raw, wbits=47)  # gzip or zlib header, auto-detected
-        except zlib.error:
-            return raw
-    return raw
+    def __init__(self, content_encoding: str, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.chunks: list[bytes] = []
+        encoding = content_encoding.strip().lower()
+        # wbits=47 takes a gzip or a zlib header, whichever comes.
+        self._inflate = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None
+
+    def feed(self, raw: bytes) -> None:
+        if self._inflate is None:
+            self._keep(raw)
+            return
+        data = raw
+        while data:
+            try:
+                # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
+                out = self._inflate.decompress(data, min(INFLATE_PIECE, self.limit - self.size + 1))
+            except zlib.error as exc:
+                raise _BadEncoding(str(exc)) from None
+            self._keep(out)
+            data = self._inflate.unconsumed_tail
+
+    def _keep(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise _BodyTooLarge(f"over {self.limit} bytes decoded")
+        if data:
+            self.chunks.append(data)
+
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class _BadEncoding(Exception):
+    pass
 
 
 def _detail(body: bytes) -> str:
@@ -113,7 +146,7 @@ class LettaClient:
         backoff_base: float = 0.25,
         backoff_max: float = 30.0,
         max_requests_per_second: float = 0.0,
-        max_body_bytes: int = 64 * 1024 * 1024,
+        max_body_bytes: int = MAX_BODY_BYTES,
         observer: RequestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
@@ -158,14 +191,10 @@ class LettaClient:
         per-read timeout still ends) and in size (a runaway body is cut off, not buffered)."""
         async with asyncio.timeout(self.total_timeout):
             async with self._http.stream("GET", path, params=params) as response:
-                chunks: list[bytes] = []
-                size = 0
+                body = _BoundedBody(response.headers.get("content-encoding", ""), self.max_body_bytes)
                 async for chunk in response.aiter_raw():
-                    size += len(chunk)
-                    if size > self.max_body_bytes:
-                        raise _BodyTooLarge(size)
-                    chunks.append(chunk)
-                return response, _decode_body(response, b"".join(chunks))
+                    body.feed(chunk)
+                return response, body.body()
 
     async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
         """GET ``path`` and decode JSON, retrying what is worth retrying."""
@@ -185,7 +214,11 @@ class LettaClient:
             except _BodyTooLarge as exc:
                 self.observer.observe_request(endpoint, "body_too_large", time.perf_counter() - started)
                 self.observer.observe_malformed(endpoint)
-                error = LettaMalformedResponse(endpoint, f"body over {self.max_body_bytes} bytes ({exc})")
+                error = LettaMalformedResponse(endpoint, f"body {exc}")
+            except _BadEncoding as exc:
+                self.observer.observe_request(endpoint, "bad_encoding", time.perf_counter() - started)
+                self.observer.observe_malformed(endpoint)
+                error = LettaMalformedResponse(endpoint, f"body does not decode ({exc})")
             else:
                 self.observer.observe_request(
                     endpoint, str(response.status_code), time.perf_counter() - started
