@@ -37,8 +37,12 @@ def slow_body(chunks: int, delay: float) -> Reply:
     return Reply(body=(b" " for _ in range(chunks)), delay_between_chunks=delay)
 
 
+# Made once: a row must keep its created_at from one request to the next, as stored rows do.
+DUPLICATES = [run_json(f"run-dup-{n}") for n in "abc"]
+
+
 def pages_with_duplicates(path: str, query: dict) -> Reply:
-    a, b, c = (run_json(f"run-dup-{n}") for n in "abc")
+    a, b, c = DUPLICATES
     if not query.get("before"):
         return json_reply([c, b])
     if query["before"] == ["run-dup-b"]:
@@ -186,8 +190,8 @@ def test_a_gzip_bomb_is_refused_within_bounded_memory_and_polling_goes_on(gzip_b
     """A 1 GiB gzip bomb as the run list, against the real exporter process: its peak RSS stays
     within 50 MB of what it was before, the reply counts as malformed, and the next poll counts runs."""
     server = HostileLetta().start()
-    exporter = ExporterProcess(tmp_path, ["--poll-interval", "0.3", "--max-requests-per-second", "0",
-                                          "--max-retries", "0"], env={"LETTA_BASE_URL": server.base_url})  # fmt: skip
+    args = ["--poll-interval", "0.3", "--max-requests-per-second", "0", "--max-retries", "0"]
+    exporter = ExporterProcess(tmp_path, args, env={"LETTA_BASE_URL": server.base_url})
     try:
         exporter.start()
         wait_for(lambda: exporter.scrape().get(("letta_exporter_up", ())) == 1, 10, what="first poll")
