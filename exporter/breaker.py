@@ -1,12 +1,11 @@
-"""A circuit breaker for polls: when Letta keeps failing, stop hammering it and say so once."""
+"""A circuit breaker for polls: when Letta keeps failing, stop hammering it.
+
+It only decides; the poller says what happened, in one line per poll."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 
 class CircuitBreaker:
@@ -37,18 +36,15 @@ class CircuitBreaker:
         """Whether a poll may run now; when open, a poll is let through as a probe once the pause ends."""
         return self.reopens_at is None or self.clock() >= self.reopens_at
 
-    def record(self, reached: bool, reason: str = "") -> None:
+    def record(self, reached: bool) -> float | None:
+        """Take in a poll's result; the pause before the next poll when the breaker is (still) open."""
         if reached:
-            if self.is_open:
-                log.warning("Letta is reachable again after %d failed polls; polling resumes", self.failures)
             self.failures = 0
             self.reopens_at = None
-            return
+            return None
         self.failures += 1
         if self.failures < self.threshold:
-            return
+            return None
         pause = min(self.max_pause, self.base_pause * 2 ** (self.failures - self.threshold))
-        if not self.is_open:
-            log.error("Letta unreachable for %d polls in a row (%s); pausing polls, first retry in %.0fs",
-                      self.failures, reason or "unknown error", pause)  # fmt: skip
         self.reopens_at = self.clock() + pause
+        return pause

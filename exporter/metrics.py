@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.labels import NONE, AgentLabeler, free_label
+from exporter.letta.errors import FAILURE_REASONS
 from exporter.outcome import TOKEN_TYPES, RunOutcome
 
 # Series per run outcome already cost enough; the _created twins would double them for nothing.
@@ -175,6 +176,14 @@ class ExporterMetrics:
             ["phase"],
             registry=registry,
         )
+        self.poll_failures = Counter(
+            "letta_exporter_poll_failures", "Polls that could not reach Letta, by the first cause: "
+            "unauthorized (401/403: check LETTA_API_KEY), unreachable, timeout, rate_limited, "
+            "server_error, client_error, malformed, paging (list cursors ignored) or internal.",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        for reason in FAILURE_REASONS:
+            self.poll_failures.labels(reason)
         self.last_success = Gauge(
             "letta_exporter_last_successful_poll_timestamp_seconds",
             "Unix time of the last poll that reached Letta.", registry=registry,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from exporter.breaker import CircuitBreaker
 from exporter.labels import enum_label
 from exporter.letta.client import LettaClient
-from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented
+from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented, explain, failure_reason
 from exporter.letta.models import Run, is_safe_id
 from exporter.metrics import ExporterMetrics
 from exporter.outcome import Enrichment, compute_outcome, has_settled
@@ -76,7 +76,7 @@ class Poller:
         self._tick_lock = asyncio.Lock()
         self.breaker = breaker or CircuitBreaker()
         self._missing_last_tick: set[str] = set()
-        self._last_error = ""
+        self._failure: BaseException | None = None
         # Finalised runs go on to the trace pipeline (None: trace export is off).
         self.traces = traces
         self.trace_storage = trace_storage or TraceStorage()
@@ -93,10 +93,10 @@ class Poller:
                 self._publish(False)
                 return
             started = time.perf_counter()
+            self._failure = None
             reached = await self._phase("discover", self.discover)
             reached = await self._phase("track", self.track) and reached
-            self.breaker.record(reached, self._last_error)
-            self.metrics.circuit_open.set(1 if self.breaker.is_open else 0)
+            self._report(reached)
             if self.baselined:
                 await self._phase("enrich", self.enrich)
                 if self.options.agent_names:
@@ -113,13 +113,32 @@ class Poller:
             return True
         except LettaError as exc:
             self.metrics.poll_errors.labels(name).inc()
-            self._last_error = str(exc)
-            log.warning("poll phase %s failed: %s", name, exc)
+            log.debug("poll phase %s failed: %s", name, exc)
+            self._failure = self._failure or exc
         except Exception as exc:
             self.metrics.poll_errors.labels(name).inc()
-            self._last_error = f"{type(exc).__name__} in {name}"
-            log.exception("poll phase %s failed unexpectedly", name)
+            log.exception("poll phase %s failed unexpectedly", name)  # a bug: the traceback is the report
+            self._failure = self._failure or exc
         return False
+
+    def _report(self, reached: bool) -> None:
+        """One log line per poll that could not reach Letta, naming the first cause and the setting
+        to check; one when it is reachable again."""
+        failed_before = self.breaker.failures
+        pause = self.breaker.record(reached)
+        self.metrics.circuit_open.set(1 if self.breaker.is_open else 0)
+        if reached:
+            if failed_before:
+                log.warning("Letta is reachable again after %d failed polls", failed_before)
+            return
+        failure = self._failure or LettaError("poll", "unknown error")
+        self.metrics.poll_failures.labels(failure_reason(failure)).inc()
+        message = explain(failure, base_url=self.client.base_url, key_set=self.client.key_set)
+        if pause is None:
+            log.warning("poll failed: %s", message)
+        else:
+            log.error("poll failed %d times in a row: %s; pausing polls for %.0fs",
+                      self.breaker.failures, message, pause)  # fmt: skip
 
     def _publish(self, reached: bool) -> None:
         self.metrics.live.state.exporter_up = reached

@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import os
 import random
 import time
 import zlib
@@ -163,6 +164,10 @@ class LettaClient:
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
         )
         self.max_retries = max_retries
+        self.base_url = str(self._http.base_url).rstrip("/")
+        self.key_set = bool(api_key)
+        url = self._http.base_url
+        self._where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         self.total_timeout = timeout * 3
         self.max_body_bytes = max_body_bytes
         self.backoff_base = backoff_base
@@ -207,10 +212,14 @@ class LettaClient:
                 response, body = await self._fetch(path, params)
             except (httpx.TimeoutException, TimeoutError) as exc:
                 self.observer.observe_request(endpoint, "timeout", time.perf_counter() - started)
-                error: LettaError = LettaTransportError(endpoint, f"timed out ({type(exc).__name__})")
+                error: LettaError = LettaTransportError(
+                    endpoint, f"timed out ({type(exc).__name__}) talking to {self._where}", timed_out=True
+                )
             except httpx.TransportError as exc:
                 self.observer.observe_request(endpoint, "transport_error", time.perf_counter() - started)
-                error = LettaTransportError(endpoint, f"transport error ({type(exc).__name__})")
+                error = LettaTransportError(
+                    endpoint, f"cannot reach {self._where}: {_os_error(exc)} ({type(exc).__name__})"
+                )
             except _BodyTooLarge as exc:
                 self.observer.observe_request(endpoint, "body_too_large", time.perf_counter() - started)
                 self.observer.observe_malformed(endpoint)
@@ -339,6 +348,18 @@ def _run_key(run: Run) -> tuple[datetime, str] | None:
 
 def _step_id(step: Step) -> str | None:
     return step.id
+
+
+def _os_error(exc: BaseException) -> str:
+    """The operating system's words for a failed connection ("Connection refused", "Name or
+    service not known"), found down the exception chain; else the exception's own text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and (seen.strerror or seen.errno):
+            # asyncio words a refusal "Connect call failed (...)"; the errno says it plainly.
+            return os.strerror(seen.errno) if seen.errno and seen.errno > 0 else str(seen.strerror)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or "no detail"
 
 
 def _validation_summary(exc: ValidationError) -> str:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Generic, Literal, Protocol, TypeVar
 
-from exporter.letta.errors import LettaMalformedResponse
+from exporter.letta.errors import LettaMalformedResponse, PagingError
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,6 @@ RowT = TypeVar("RowT")
 
 class CursorObserver(Protocol):
     def observe_cursor(self, endpoint: str, order: str, param: str, semantics: str) -> None: ...
-
-
-class PagingError(LettaMalformedResponse):
-    """Neither cursor parameter moved a list past its cursor row: the server ignores list cursors."""
 
 
 def semantics_of(param: Param) -> str:
