@@ -69,7 +69,8 @@ class LiveState:
 
 
 class LiveCollector(Collector):
-    """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear."""
+    """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear
+    (bar ``letta_active_runs``, which reads 0 for every agent counted, like ``letta_runs_total``)."""
 
     def __init__(self, agent_label: bool, known_agents: set[str] | None = None) -> None:
         self.state = LiveState()

@@ -36,26 +36,20 @@ class Status:
 def public_url(url: str) -> str:
     """``url`` without credentials, query or fragment: safe to show to anyone who can see /."""
     scheme, _, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path.split('?')[0].split('#')[0]}"
+    authority, slash, path = rest.split("#")[0].split("?")[0].partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
-def landing_page(ready: bool, status: Status | None, now: float | None = None) -> bytes:
-    rows = [("Version", __version__)]
+def landing_page(ready: bool, status: Status | None) -> bytes:
+    rows = [("Ready", "yes" if ready else "no: waiting for the first successful poll")]
     if status is not None:
         last = status.last_success()
+        last_text = "never"
         if last:
-            ago = max(0.0, (time.time() if now is None else now) - last)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last))
-            last_text = f"{stamp} ({ago:.0f} s ago)"
-        else:
-            last_text = "never"
-        rows = [
-            ("Letta", public_url(status.letta_url)),
-            ("Ready", "yes" if ready else "no: waiting for the first successful poll"),
-            ("Last successful poll", last_text),
-            *rows,
-        ]
+            last_text = f"{stamp} ({max(0.0, time.time() - last):.0f} s ago)"
+        rows = [("Letta", public_url(status.letta_url)), *rows, ("Last successful poll", last_text)]
+    rows.append(("Version", __version__))
     table = "\n".join(f"<tr><th>{name}</th><td>{html.escape(value)}</td></tr>" for name, value in rows)
     return f"""<!doctype html>
 <html><head><title>letta-exporter</title></head>

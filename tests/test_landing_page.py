@@ -48,6 +48,7 @@ def test_credentials_in_the_base_url_are_never_shown() -> None:
     page = get_landing(True, Status(url, lambda: None))
     assert row(page, "Letta") == "https://letta.example.com:8443/api/"
     assert "sk-let-secret-123" not in page and "token=abc" not in page and "exporter:" not in page
+    assert public_url("https://u:p@letta.example.com?token=abc") == "https://letta.example.com"
 
 
 def test_public_url_keeps_plain_urls_as_they_are() -> None:
