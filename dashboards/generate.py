@@ -85,10 +85,13 @@ def quantile(q: float, metric: str, sel: str, by: str = "") -> str:
     return f"histogram_quantile({q}, sum by ({labels}) (rate({metric}_bucket{{{sel}}}[{RI}])))"
 
 
-def ratio_or_zero(num_sel: str, metric: str, sel: str, by: str) -> str:
-    """A per-``by`` ratio that reads 0, not 'no data', while the numerator has no series yet."""
+def ratio_or_zero(num_sel: str, metric: str, sel: str, by: str, *, none_is_zero: bool = False) -> str:
+    """A per-``by`` ratio that reads 0, not 'no data', while the numerator has no series yet. With
+    ``none_is_zero`` it also reads 0 while the denominator is 0 (nothing happened: 0/0 is NaN)."""
     total = f"sum by ({by}) (rate({metric}{{{sel}}}[{RI}]))"
     part = f"sum by ({by}) (rate({metric}{{{sel}, {num_sel}}}[{RI}]))"
+    if none_is_zero:
+        return f"({part} or {total} * 0) / ({total} > 0) or {total} * 0"
     return f"({part} or {total} * 0) / {total}"
 
 
@@ -586,26 +589,29 @@ def latency_panels(sel: str, scope: str, *, duration_by_status: bool) -> list[Pa
 
 
 def token_panels(sel: str, scope: str) -> list[Panel]:
-    cached_share = (
-        f'sum by (type) (rate(letta_run_tokens_total{{{sel}, type=~"cached|cache_read"}}[{RI}]))'
-        f' / ignoring(type) group_left sum(rate(letta_run_tokens_total{{{sel}, type="prompt"}}[{RI}]))'
+    # cached and cache_read name the same cache reads (one, the other or both are filled): the
+    # larger of the two per series, never their sum.
+    cache_reads = (
+        f'max without (type) (rate(letta_run_tokens_total{{{sel}, type=~"cached|cache_read"}}[{RI}]))'
     )
+    cached_share = f'sum({cache_reads}) / sum(rate(letta_run_tokens_total{{{sel}, type="prompt"}}[{RI}]))'
     return [
         timeseries(
             "Tokens / s by type",
-            f"Tokens used by finished runs per second ({scope}) by type: prompt, completion, and the "
-            "prompt's cached / cache_read / cache_creation parts and the completion's reasoning part "
-            "(these overlap prompt and completion, so the lines are not stacked).",
+            f"Tokens used by finished runs per second ({scope}) by type. prompt + completion is the "
+            "total; the other types are parts of those, not additions: cached, cache_read (the same "
+            "cache reads under two names) and cache_creation are parts of prompt, reasoning is part "
+            "of completion. So the lines are not stacked, and never add them up.",
             "tokens/s",
             [target(rate("letta_run_tokens_total", sel, "type"), "{{type}}")],
         ),
         timeseries(
             "Cached-token share of prompt tokens",
-            f"Cached prompt tokens as a share of all prompt tokens ({scope}): 'cached' is what "
-            "OpenAI-style providers report, 'cache_read' what Anthropic-style providers report. Higher "
-            "is cheaper and faster.",
+            f"Prompt tokens read from the provider's prompt cache as a share of all prompt tokens "
+            f"({scope}). Letta reports cache reads as 'cached' and/or 'cache_read' (the same tokens): "
+            "the larger of the two is used, never their sum. Higher is cheaper and faster.",
             "percentunit",
-            [target(cached_share, "{{type}}")],
+            [target(cached_share, "cached share")],
             maximum=1,
         ),
     ]
@@ -1050,12 +1056,17 @@ def exporter_health() -> dict:
         ),
         timeseries(
             "Span failure and drop ratio",
-            "Share of spans that failed to export or were dropped. Anything above zero means missing traces.",
+            "Share of spans that failed to export or were dropped. Anything above zero means missing "
+            "traces; 0 while no spans are exported (trace export off).",
             "percentunit",
             [
                 target(
                     ratio_or_zero(
-                        'result=~"failure|dropped"', "letta_exporter_spans_exported_total", SEL, "instance"
+                        'result=~"failure|dropped"',
+                        "letta_exporter_spans_exported_total",
+                        SEL,
+                        "instance",
+                        none_is_zero=True,
                     ),
                     "{{instance}}",
                 )

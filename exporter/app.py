@@ -26,7 +26,7 @@ from exporter.exposition import Exposition
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
 from exporter.poller import Poller, PollOptions
-from exporter.server import HttpServer, make_app
+from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
 from exporter.traces.pipeline import TracePipeline, build_pipeline
 from exporter.traces.storage import TraceStorage
@@ -140,8 +140,23 @@ def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable
     return save
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; then stop within a few seconds."""
+def last_success(metrics: ExporterMetrics) -> float | None:
+    """Unix time of the last poll that reached Letta, or ``None`` before the first."""
+    value = metrics.last_success.collect()[0].samples[0].value
+    return value or None
+
+
+def metrics_url(settings: Settings, port: int, tls: bool) -> str:
+    host = settings.listen_address
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{port}/metrics"
+
+
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, on_serving: Callable[[str], None] | None = None
+) -> None:
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; then stop within a few seconds.
+    ``on_serving`` is called with the /metrics URL once it is served."""
     stop = stop or asyncio.Event()
     exporter = build_exporter(settings)
     poller = exporter.poller
@@ -152,17 +167,20 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
     web = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
     auth = BasicAuth(web.users) if web.users else None
+    status = Status(settings.base_url, lambda: last_success(exporter.metrics))
     server = HttpServer(
-        make_app(exporter.exposition, poller.ready.is_set, auth),
+        make_app(exporter.exposition, poller.ready.is_set, auth, status),
         settings.listen_address,
         settings.port,
         ssl_context=web.ssl_context() if web.tls else None,
     ).start()
+    url = metrics_url(settings, server.port, web.tls)
     log.info(
-        "letta-exporter %s polling %s every %ss; serving %s://%s:%d/metrics%s",
-        __version__, settings.base_url, settings.poll_interval, "https" if web.tls else "http",
-        settings.listen_address, server.port, " (basic auth)" if auth else "",
+        "letta-exporter %s polling %s every %ss; serving %s%s",
+        __version__, settings.base_url, settings.poll_interval, url, " (basic auth)" if auth else "",
     )  # fmt: skip
+    if on_serving is not None:
+        on_serving(url)
 
     scheduler = AsyncIOScheduler()
 

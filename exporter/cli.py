@@ -7,15 +7,29 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import PydanticUndefined
 
 from exporter import __version__
-from exporter.config import LETTA_CLOUD_URL, ConfigError, Settings, env_name, flag_name, load_settings
+from exporter.config import (
+    LETTA_CLOUD_URL,
+    ConfigError,
+    ListenError,
+    Settings,
+    env_name,
+    flag_name,
+    load_settings,
+)
 
 EXIT_CONFIG = 2
 log = logging.getLogger("exporter")
+# What the demo uses unless its flag says otherwise (the environment does not change these: the
+# container image sets LETTA_EXPORTER_LISTEN_ADDRESS=0.0.0.0, and the demo stays local unless asked).
+DEMO_DEFAULTS = {"listen_address": "127.0.0.1", "poll_interval": "2", "max_requests_per_second": "0"}
+# Flags whose last word does not name their value.
+METAVARS = {"max_requests_per_second": "RATE"}
 
 
 def _default_text(name: str) -> str:
@@ -63,11 +77,16 @@ def build_parser(prog: str = "letta-exporter", *, demo: bool = False) -> argpars
     for name, field in Settings.model_fields.items():
         if demo and name in ("base_url", "api_key", "api_key_file"):
             continue
-        help_text = f"{field.description} [env {env_name(name)}; default {_default_text(name)}]"
+        if demo and name in DEMO_DEFAULTS:
+            where = "set by this flag, not the environment"
+            help_text = f"{field.description} [demo default {DEMO_DEFAULTS[name]}; {where}]"
+        else:
+            help_text = f"{field.description} [env {env_name(name)}; default {_default_text(name)}]"
         if field.annotation is bool:
             parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, help=help_text)
         else:
-            parser.add_argument(flag_name(name), metavar=name.split("_")[-1].upper(), help=help_text)
+            metavar = METAVARS.get(name, name.split("_")[-1].upper())
+            parser.add_argument(flag_name(name), metavar=metavar, help=help_text)
     return parser
 
 
@@ -84,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     namespace = parser.parse_args(argv)
     overrides = _overrides(namespace)
     if demo:
-        overrides.setdefault("poll_interval", "2")
-        overrides.setdefault("max_requests_per_second", "0")
-        overrides.setdefault("listen_address", "127.0.0.1")
+        overrides = {**DEMO_DEFAULTS, **overrides}
         overrides.update(base_url="http://127.0.0.1:1", api_key=None, api_key_file=None)  # replaced below
     try:
         settings = load_settings(overrides)
@@ -110,18 +127,22 @@ def main(argv: list[str] | None = None) -> int:
         if demo:
             return _run_demo(settings, namespace)
         asyncio.run(_serve(settings))
-    except OSError as exc:
+    except ListenError as exc:
         # Port in use, address not available: a configuration problem the user can fix.
-        print(f"letta-exporter: cannot listen on {settings.listen_address}:{settings.port}: {exc.strerror}",
-              file=sys.stderr)  # fmt: skip
+        print(f"letta-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, on_serving: Callable[[str], None] | None = None) -> None:
     from exporter.app import serve
 
-    await serve(settings)
+    await serve(settings, on_serving=on_serving)
+
+
+def _browsable(url: str) -> str:
+    """The URL to open for a server listening on every address: its loopback one."""
+    return url.replace("://0.0.0.0:", "://127.0.0.1:", 1).replace("://[::]:", "://[::1]:", 1)
 
 
 def _run_demo(settings: Settings, namespace: argparse.Namespace) -> int:
@@ -131,13 +152,17 @@ def _run_demo(settings: Settings, namespace: argparse.Namespace) -> int:
         agents=namespace.sim_agents, runs_per_second=namespace.sim_rate, trace_mode=namespace.sim_trace_mode
     )
     sim = Simulator(config)
-    sim.start(host="127.0.0.1", port=namespace.sim_port)
+    try:
+        sim.start(host="127.0.0.1", port=namespace.sim_port)
+    except OSError as exc:
+        raise ListenError(
+            f"cannot start the simulator on 127.0.0.1:{namespace.sim_port}: {exc.strerror or exc}"
+        ) from None
     try:
         settings = settings.model_copy(update={"base_url": sim.base_url})
         log.info("demo: simulated Letta at %s (%.1f runs/s, %d agents)", sim.base_url,
                  namespace.sim_rate, namespace.sim_agents)  # fmt: skip
-        log.info("demo: open http://%s:%d/metrics", settings.listen_address, settings.port)
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, lambda url: log.info("demo: open %s", _browsable(url))))
     finally:
         sim.stop()
     return 0

@@ -214,6 +214,10 @@ class ConfigError(Exception):
     """One line naming the setting and what is wrong with it."""
 
 
+class ListenError(ConfigError):
+    """A server could not listen (port in use, address not available): one line, before any URL."""
+
+
 def describe_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     loc = first.get("loc") or ()

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.labels import NONE, AgentLabeler, free_label
 from exporter.letta.errors import FAILURE_REASONS
+from exporter.letta.models import ACTIVE_STATUSES
 from exporter.outcome import TOKEN_TYPES, RunOutcome
 
 # Series per run outcome already cost enough; the _created twins would double them for nothing.
@@ -48,6 +49,15 @@ EXPECTED_OUTCOMES: tuple[tuple[str, str], ...] = (
     ("cancelled", "cancelled"),
 )
 
+# Label values known before anything happens, pre-created at zero so panels read 0, not "no data".
+POLL_PHASES = ("discover", "track", "enrich", "agent_names")
+ENRICHMENT_SOURCES = ("metrics", "steps", "usage", "trace")
+GIVEN_UP_SOURCES = (*ENRICHMENT_SOURCES, "backlog")
+LOST_REASONS = ("deleted", "stale")
+CALLBACK_OUTCOMES = ("success", "failure")
+SPAN_RESULTS = ("success", "failure", "dropped")
+SAVE_RESULTS = ("success", "failure")
+
 
 @dataclass
 class LiveState:
@@ -60,11 +70,14 @@ class LiveState:
 
 
 class LiveCollector(Collector):
-    """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear."""
+    """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear
+    (bar ``letta_active_runs``, which reads 0 for every agent counted, like ``letta_runs_total``)."""
 
-    def __init__(self, agent_label: bool) -> None:
+    def __init__(self, agent_label: bool, known_agents: set[str] | None = None) -> None:
         self.state = LiveState()
         self.agent_label = agent_label
+        # Agents with letta_runs_total series: each gets a letta_active_runs series per status too.
+        self.known_agents = known_agents if known_agents is not None else set()
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         state = self.state
@@ -72,7 +85,8 @@ class LiveCollector(Collector):
         active = GaugeMetricFamily(
             "letta_active_runs", "Runs in flight (created or running) at the last poll.", labels=labels
         )
-        for (agent, status), count in sorted(state.active.items()):
+        counts = dict.fromkeys(self._zero_keys(), 0) | state.active
+        for (agent, status), count in sorted(counts.items()):
             active.add_metric([agent, status] if self.agent_label else [status], count)
         yield active
 
@@ -96,6 +110,11 @@ class LiveCollector(Collector):
         up = GaugeMetricFamily("letta_exporter_up", "1 when the last poll reached Letta, else 0.")
         up.add_metric([], 1 if state.exporter_up else 0)
         yield up
+
+    def _zero_keys(self) -> list[tuple[str, str]]:
+        """(agent, status) pairs shown at 0 when nothing is in flight for them."""
+        agents = self.known_agents.copy() if self.agent_label else {""}  # copy: the poller adds to it
+        return [(agent, status) for agent in agents for status in ACTIVE_STATUSES]
 
 
 class ExporterMetrics:
@@ -149,7 +168,7 @@ class ExporterMetrics:
             "letta_run_callbacks", "Run completion callbacks by outcome.", ["outcome"], registry=registry
         )
 
-        self.live = LiveCollector(agent_label)
+        self.live = LiveCollector(agent_label, self._initialised_agents)
         registry.register(self.live)
         self.build_info = Info("letta_exporter_build", "Exporter build.", registry=registry)
         self.build_info.info({"version": __version__})
@@ -182,8 +201,6 @@ class ExporterMetrics:
             "server_error, client_error, malformed, paging (list cursors ignored) or internal.",
             ["reason"], registry=registry,
         )  # fmt: skip
-        for reason in FAILURE_REASONS:
-            self.poll_failures.labels(reason)
         self.last_success = Gauge(
             "letta_exporter_last_successful_poll_timestamp_seconds",
             "Unix time of the last poll that reached Letta.", registry=registry,
@@ -225,8 +242,6 @@ class ExporterMetrics:
             "(refused, or unreachable through the retries) or dropped (queue full, or still queued at "
             "shutdown).", ["result"], registry=registry,
         )  # fmt: skip
-        for result in ("success", "failure", "dropped"):
-            self.spans_exported.labels(result)
         self.state_saves = Counter(
             "letta_exporter_state_saves", "State file writes by result.", ["result"], registry=registry
         )
@@ -235,10 +250,18 @@ class ExporterMetrics:
             registry=registry,
         )  # fmt: skip
 
-        for reason in ("deleted", "stale"):
-            self.runs_lost.labels(reason)
-        for phase in ("discover", "track", "enrich"):
-            self.poll_errors.labels(phase)
+        for counter, values in (
+            (self.poll_errors, POLL_PHASES),
+            (self.poll_failures, FAILURE_REASONS),
+            (self.enrichment_failures, ENRICHMENT_SOURCES),
+            (self.enrichment_given_up, GIVEN_UP_SOURCES),
+            (self.runs_lost, LOST_REASONS),
+            (self.callbacks, CALLBACK_OUTCOMES),
+            (self.spans_exported, SPAN_RESULTS),
+            (self.state_saves, SAVE_RESULTS),
+        ):
+            for value in values:
+                counter.labels(value)
         if not agent_label:
             for status, reason in EXPECTED_OUTCOMES:
                 self.runs.labels(status, reason)

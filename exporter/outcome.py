@@ -15,6 +15,20 @@ from exporter.labels import enum_label, free_label
 from exporter.letta.models import Run, RunMetrics, Step, UsageStatistics
 
 TOKEN_TYPES = ("prompt", "completion", "cached", "cache_read", "cache_creation", "reasoning")
+# Token types that count some of the same tokens, so a sum over ``type`` must never include both of a
+# pair: cached, cache_read and cache_creation are parts of prompt (Letta counts cache reads and writes
+# into prompt_tokens), reasoning is part of completion, and cached and cache_read are two names for
+# the same cache reads (Letta fills both from one figure; older releases one or the other by provider).
+OVERLAPPING_TOKEN_TYPES = frozenset(
+    frozenset(pair)
+    for pair in (
+        ("prompt", "cached"),
+        ("prompt", "cache_read"),
+        ("prompt", "cache_creation"),
+        ("completion", "reasoning"),
+        ("cached", "cache_read"),
+    )
+)
 NS_PER_SECOND = 1e9
 
 

@@ -5,25 +5,62 @@ Served from its own threads, so a scrape is answered from memory however slow a 
 
 from __future__ import annotations
 
+import html
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from exporter import __version__
+from exporter.config import ListenError
 from exporter.exposition import Exposition
 from exporter.webconfig import BasicAuth
 
-LANDING = f"""<!doctype html>
+LINKS = """<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>
+<li><a href="readyz">/readyz</a></li></ul>"""
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the landing page says about the exporter, besides its version."""
+
+    letta_url: str
+    last_success: Callable[[], float | None]  # Unix time of the last poll that reached Letta
+
+
+def public_url(url: str) -> str:
+    """``url`` without credentials, query or fragment: safe to show to anyone who can see /."""
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.split("#")[0].split("?")[0].partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+
+
+def landing_page(ready: bool, status: Status | None) -> bytes:
+    rows = [("Ready", "yes" if ready else "no: waiting for the first successful poll")]
+    if status is not None:
+        last = status.last_success()
+        last_text = "never"
+        if last:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last))
+            last_text = f"{stamp} ({max(0.0, time.time() - last):.0f} s ago)"
+        rows = [("Letta", public_url(status.letta_url)), *rows, ("Last successful poll", last_text)]
+    rows.append(("Version", __version__))
+    table = "\n".join(f"<tr><th>{name}</th><td>{html.escape(value)}</td></tr>" for name, value in rows)
+    return f"""<!doctype html>
 <html><head><title>letta-exporter</title></head>
 <body><h1>letta-exporter {__version__}</h1>
 <p>Prometheus metrics for Letta agent runs.</p>
-<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>
-<li><a href="readyz">/readyz</a></li></ul></body></html>
+<table>
+{table}
+</table>
+{LINKS}</body></html>
 """.encode()
+
 
 StartResponse = Callable[..., Any]
 
@@ -54,7 +91,10 @@ UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def make_app(
-    exposition: Exposition, is_ready: Callable[[], bool], auth: BasicAuth | None = None
+    exposition: Exposition,
+    is_ready: Callable[[], bool],
+    auth: BasicAuth | None = None,
+    status: Status | None = None,
 ) -> Callable[..., Iterable[bytes]]:
     def metrics_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rendered = exposition.current()
@@ -96,7 +136,7 @@ def make_app(
             return [b"waiting for the first successful poll\n"]
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-            return [LANDING]
+            return [landing_page(is_ready(), status)]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 
@@ -111,9 +151,12 @@ class HttpServer:
         port: int,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._server = make_server(
-            host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
+        try:
+            self._server = make_server(
+                host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._server.ssl_context = ssl_context
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 

@@ -111,6 +111,9 @@ def test_http_endpoints(faulty_sim: Simulator, tmp_path) -> None:
         assert httpx.get(exporter.url + "/readyz").status_code == 200
         landing = httpx.get(exporter.url + "/")
         assert landing.status_code == 200 and 'href="metrics"' in landing.text
+        assert f"<th>Letta</th><td>{faulty_sim.base_url}</td>" in landing.text
+        assert "<th>Ready</th><td>yes</td>" in landing.text and " s ago)" in landing.text
+        assert API_KEY not in landing.text
         metrics = httpx.get(exporter.url + "/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")
         assert "letta_exporter_build_info" in metrics.text

@@ -1,0 +1,105 @@
+"""Series that exist from the start: counters whose label values are known in advance read 0 before
+anything happens, and ``letta_active_runs`` reads 0 per status when nothing is in flight, so a
+dashboard panel shows 0 rather than "No data"."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.letta.models import ACTIVE_STATUSES
+from exporter.metrics import (
+    CALLBACK_OUTCOMES,
+    ENRICHMENT_SOURCES,
+    GIVEN_UP_SOURCES,
+    LOST_REASONS,
+    POLL_PHASES,
+    SAVE_RESULTS,
+    SPAN_RESULTS,
+    ExporterMetrics,
+)
+from tests.support import ROOT
+
+# Counter attribute on ExporterMetrics -> (exposed name, label, values pre-created at zero).
+KNOWN_IN_ADVANCE = {
+    "poll_errors": ("letta_exporter_poll_errors_total", "phase", POLL_PHASES),
+    "enrichment_failures": ("letta_exporter_enrichment_failures_total", "source", ENRICHMENT_SOURCES),
+    "enrichment_given_up": ("letta_exporter_enrichment_given_up_total", "source", GIVEN_UP_SOURCES),
+    "runs_lost": ("letta_exporter_runs_lost_total", "reason", LOST_REASONS),
+    "callbacks": ("letta_run_callbacks_total", "outcome", CALLBACK_OUTCOMES),
+    "spans_exported": ("letta_exporter_spans_exported_total", "result", SPAN_RESULTS),
+    "state_saves": ("letta_exporter_state_saves_total", "result", SAVE_RESULTS),
+}
+
+
+def scrape(metrics: ExporterMetrics) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Sample name -> sorted label pairs -> value, as Prometheus would read them."""
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+@pytest.mark.parametrize("agent_label", [True, False])
+def test_counters_with_known_label_values_read_zero_from_the_start(agent_label: bool) -> None:
+    samples = scrape(ExporterMetrics(CollectorRegistry(), agent_label=agent_label))
+    for name, label, values in KNOWN_IN_ADVANCE.values():
+        assert samples.get(name) == {((label, value),): 0.0 for value in values}, name
+    assert samples["letta_exporter_poll_errors_total"][(("phase", "agent_names"),)] == 0.0
+
+
+def _label_values_in_code() -> dict[str, set[str]]:
+    """Label values the exporter's code passes to the counters above, as literals."""
+    found: dict[str, set[str]] = {attr: set() for attr in KNOWN_IN_ADVANCE}
+    for path in (ROOT / "exporter").rglob("*.py"):
+        text = path.read_text()
+        for attr, args in re.findall(r"\.(\w+)\.labels\(([^()]*)\)", text):
+            # The trace pipeline is handed the spans counter as ``counter``.
+            attr = "spans_exported" if (path.name, attr) == ("pipeline.py", "counter") else attr
+            if attr in found:
+                found[attr].update(re.findall(r"\"(\w+)\"", args))
+        # The poller's phases and enrichment reads name their label value once, where they run.
+        found["poll_errors"].update(re.findall(r"_phase\(\s*\"(\w+)\"", text))
+        for source in re.findall(r"_read\(\s*\"(\w+)\"", text):
+            found["enrichment_failures"].add(source)
+            found["enrichment_given_up"].add(source)
+    outcome = (ROOT / "exporter" / "outcome.py").read_text()
+    body = outcome.split("def _callback_outcome", 1)[1].split("\ndef ", 1)[0]
+    found["callbacks"].update(re.findall(r"\"(\w+)\"", body))
+    return found
+
+
+def test_every_label_value_the_code_uses_is_created_at_zero() -> None:
+    """A new phase, source or reason in the code must join the lists in exporter/metrics.py."""
+    for attr, values in _label_values_in_code().items():
+        name, _, known = KNOWN_IN_ADVANCE[attr]
+        assert values, f"found no label values for {name} in the code: has the way they are passed changed?"
+        assert values <= set(known), f"{name}: {sorted(values - set(known))} not created at zero"
+
+
+def test_active_runs_read_zero_per_status_for_every_agent_seen() -> None:
+    metrics = ExporterMetrics(CollectorRegistry())
+    assert scrape(metrics).get("letta_active_runs") is None  # no agent seen yet: nothing to label
+    metrics.agent("agent-1")
+    metrics.agent("agent-2")
+    metrics.live.state.active = {("agent-2", "running"): 3}
+    active = scrape(metrics)["letta_active_runs"]
+    expected = {
+        (("agent_id", agent), ("status", status)): 0.0
+        for agent in ("agent-1", "agent-2")
+        for status in ACTIVE_STATUSES
+    }
+    expected[(("agent_id", "agent-2"), ("status", "running"))] = 3.0
+    assert active == expected
+
+
+def test_active_runs_without_the_agent_label_read_zero_per_status_from_the_start() -> None:
+    metrics = ExporterMetrics(CollectorRegistry(), agent_label=False)
+    assert scrape(metrics)["letta_active_runs"] == {(("status", s),): 0.0 for s in ACTIVE_STATUSES}
+    metrics.live.state.active = {("", "created"): 2}
+    assert scrape(metrics)["letta_active_runs"][(("status", "created"),)] == 2.0
