@@ -69,9 +69,11 @@ def build_exporter(settings: Settings) -> Exporter:
         api_key=settings.api_key_value(),
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
-        max_requests_per_second=settings.max_requests_per_second,
+        max_requests_per_second=settings.request_rate_ceiling(),
         observer=metrics,
     )
+    limiter = client.limiter
+    metrics.request_rate.set_function(lambda: limiter.rate if limiter.capped else 0.0)
     tracker = RunTracker(overlap=settings.discovery_overlap, max_pending=settings.max_pending)
     options = PollOptions(
         page_size=settings.page_size,

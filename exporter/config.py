@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
 
 LETTA_CLOUD_URL = "https://api.letta.com"
+# Where the adaptive request rate may climb to: a self-hosted server is the team's own to load.
+CLOUD_RATE_CEILING = 50.0
+SELF_HOSTED_RATE_CEILING = 200.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -92,8 +95,11 @@ class Settings(BaseSettings):
     max_retries: int = Field(
         3, ge=0, le=10, description="Retries per request on 429, 5xx and transport errors."
     )
-    max_requests_per_second: float = Field(
-        10.0, ge=0, description="Global cap on Letta requests per second (0 = no cap)."
+    max_requests_per_second: float | None = Field(
+        None,
+        ge=0,
+        description="Ceiling of the adaptive Letta request rate, per second (0 = no cap). Unset: "
+        f"{CLOUD_RATE_CEILING:g} for Letta Cloud, {SELF_HOSTED_RATE_CEILING:g} for a self-hosted server.",
     )
     discovery_overlap: Seconds = Field(
         60.0, description="Seconds re-read behind the newest run each poll, to catch runs that appear late."
@@ -191,6 +197,12 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"traces: {exc}") from None
         return self
+
+    def request_rate_ceiling(self) -> float:
+        if self.max_requests_per_second is not None:
+            return self.max_requests_per_second
+        cloud = self.base_url.removeprefix("https://").split("/")[0].endswith("letta.com")
+        return CLOUD_RATE_CEILING if cloud else SELF_HOSTED_RATE_CEILING
 
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key is not None else None

@@ -226,6 +226,11 @@ class ExporterMetrics:
             "Letta, or in flight past the age limit.", ["reason"], registry=registry,
         )  # fmt: skip
 
+        self.request_rate = Gauge(
+            "letta_exporter_request_rate_limit", "Requests per second the exporter allows itself to "
+            "Letta now: grows while Letta answers without 429, halves on a 429 (0: no cap).",
+            registry=registry,
+        )  # fmt: skip
         self.list_cursors = Gauge(
             "letta_exporter_list_cursor_info", "Which cursor parameter continues each Letta list, as "
             "learnt from the server's answers: semantics is spec (after= continues the sort order, as "

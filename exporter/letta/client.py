@@ -34,7 +34,7 @@ from exporter.letta.errors import (
 )
 from exporter.letta.models import Agent, Run, RunMetrics, Step, UsageStatistics
 from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
-from exporter.letta.ratelimit import RateLimiter
+from exporter.letta.ratelimit import AdaptiveRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class LettaClient:
         self.max_body_bytes = max_body_bytes
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.limiter = RateLimiter(max_requests_per_second)
+        self.limiter = AdaptiveRateLimiter(max_requests_per_second)
         self.observer: RequestObserver = observer or _NullObserver()
         self.cursors = CursorBehaviour(self.observer)
         self._sleep = sleep
@@ -229,9 +229,9 @@ class LettaClient:
                 self.observer.observe_malformed(endpoint)
                 error = LettaMalformedResponse(endpoint, f"body does not decode ({exc})")
             else:
-                self.observer.observe_request(
-                    endpoint, str(response.status_code), time.perf_counter() - started
-                )
+                elapsed = time.perf_counter() - started
+                self.limiter.answered(elapsed, throttled=response.status_code == 429)
+                self.observer.observe_request(endpoint, str(response.status_code), elapsed)
                 if response.is_success:
                     try:
                         return json.loads(body)

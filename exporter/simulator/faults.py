@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -18,6 +21,9 @@ class Faults:
     rate_malformed: float = 0.0
     rate_slow: float = 0.0
     slow_seconds: float = 0.5
+    # A server-side rate limit, requests per second over a one-second window (0: none), answered
+    # 429 with Retry-After in whole seconds, as an API gateway does.
+    rate_limit: float = 0.0
 
 
 class FaultPicker:
@@ -28,6 +34,21 @@ class FaultPicker:
         self.faults = faults
         self._rng = random.Random(f"faults-{seed}")
         self._lock = threading.Lock()
+        self._window: deque[float] = deque()  # request starts within the last second
+
+    def over_limit(self) -> int | None:
+        """Seconds to wait when this request is over the rate limit, else None (the request counts)."""
+        limit = self.faults.rate_limit
+        if limit <= 0:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            while self._window and self._window[0] <= now - 1.0:
+                self._window.popleft()
+            if len(self._window) >= limit:
+                return max(1, math.ceil(self._window[0] + 1.0 - now))
+            self._window.append(now)
+            return None
 
     def pick(self) -> str | None:
         f = self.faults

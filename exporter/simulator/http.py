@@ -155,6 +155,8 @@ class App:
     # -- request -> response ---------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: str, headers: dict[str, str]) -> Response:
+        if path.startswith("/v1/") and (wait := self.picker.over_limit()) is not None:
+            return json_response(429, {"detail": "Rate limit exceeded"}, (("retry-after", str(wait)),))
         fault = self.picker.pick() if path.startswith("/v1/") else None
         faults = self.picker.faults
         if fault == "429":
