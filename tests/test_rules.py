@@ -22,6 +22,7 @@ RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
 EXPECTED_ALERTS = {
     "LettaExporterDown",
     "LettaExporterPollingStale",
+    "LettaExporterUnauthorized",
     "LettaApiErrorsHigh",
     "LettaApiRateLimited",
     "LettaRunFailureRatioHigh",
