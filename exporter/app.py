@@ -20,16 +20,19 @@ from prometheus_client import (
 )
 
 from exporter import __version__
+from exporter.agent_names import AgentNames
 from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
+from exporter.discovery import Discovery, DiscoveryOptions
+from exporter.enrichment import Enricher, EnrichOptions
 from exporter.exposition import Exposition
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
-from exporter.poller import Poller, PollOptions
+from exporter.poller import Poller
 from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
+from exporter.traces.availability import TraceAvailability
 from exporter.traces.pipeline import TracePipeline, build_pipeline
-from exporter.traces.storage import TraceStorage
 from exporter.tracker import RunTracker
 from exporter.webconfig import BasicAuth, WebConfig, load_web_config
 
@@ -48,6 +51,7 @@ class Exporter:
     client: LettaClient
     tracker: RunTracker
     poller: Poller
+    enricher: Enricher
     exposition: Exposition
     save_state: Callable[[], Awaitable[None]] | None = None
     traces: TracePipeline | None = None
@@ -74,27 +78,42 @@ def build_exporter(settings: Settings) -> Exporter:
     )
     limiter = client.limiter
     metrics.request_rate.set_function(lambda: limiter.rate if limiter.capped else 0.0)
-    tracker = RunTracker(overlap=settings.discovery_overlap, max_pending=settings.max_pending)
-    options = PollOptions(
-        page_size=settings.page_size,
-        concurrency=settings.concurrency,
-        enrich_usage=settings.enrich_usage,
-        enrich_metrics=settings.enrich_metrics,
-        enrich_steps=settings.enrich_steps,
-        enrich_trace=settings.enrich_trace,
-        agent_names=settings.agent_names and settings.agent_label,
-        backfill=settings.backfill,
-    )
-    breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
+    tracker = RunTracker(overlap=settings.discovery_overlap, capacity=settings.max_pending)
     traces = build_pipeline(
         settings,
         metrics.spans_exported,
         on_malformed=lambda count: metrics.api_malformed.labels("retrieve_trace_for_run").inc(count),
     )
-    poller = Poller(client, tracker, metrics, options, breaker=breaker, traces=traces,
-                    trace_storage=TraceStorage(settings.trace_probe_interval))  # fmt: skip
+    enricher = Enricher(
+        client,
+        tracker,
+        metrics,
+        EnrichOptions(
+            workers=settings.concurrency,
+            usage=settings.enrich_usage,
+            metrics=settings.enrich_metrics,
+            steps=settings.enrich_steps,
+            trace=settings.enrich_trace,
+            retry_delay=settings.poll_interval,
+            settle_delay=min(1.0, settings.poll_interval),
+        ),
+        traces=traces,
+        trace_availability=TraceAvailability(settings.trace_probe_interval),
+    )
+    discovery = Discovery(
+        client,
+        tracker,
+        metrics,
+        DiscoveryOptions(page_size=settings.page_size, concurrency=settings.concurrency,
+                         backfill=settings.backfill),
+        admit=enricher.submit,
+    )  # fmt: skip
+    names = AgentNames(client, metrics) if settings.agent_names and settings.agent_label else None
+    breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
+    poller = Poller(discovery, enricher, metrics, agent_names=names, breaker=breaker)
     exposition = Exposition(registry)
-    exporter = Exporter(settings, registry, metrics, client, tracker, poller, exposition, traces=traces)
+    exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
+                        traces=traces)  # fmt: skip
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
 
@@ -185,14 +204,20 @@ async def serve(
         on_serving(url)
 
     scheduler = AsyncIOScheduler()
+    polls: set[asyncio.Task[object]] = set()  # the poll under way, if any, for shutdown to wait for
 
     async def poll() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        polls.add(task)
         try:
             await poller.tick()
         except asyncio.CancelledError:
             # Shutdown cancels a poll in flight; every record is atomic, so nothing is half-done
             # and there is nothing to report.
             log.debug("poll cancelled by shutdown")
+        finally:
+            polls.discard(task)
 
     scheduler.add_job(
         poll,
@@ -211,7 +236,8 @@ async def serve(
         log.info("shutting down")
         started = time.monotonic()
         scheduler.shutdown(wait=False)
-        await _cancel_running_ticks()
+        await _finish(polls)
+        await poller.stop()  # enrichment workers: a run mid-read stays pending (and in the state)
         if exporter.save_state is not None:
             await exporter.save_state()
         if exporter.traces is not None:
@@ -222,12 +248,11 @@ async def serve(
         await exporter.client.aclose()
 
 
-async def _cancel_running_ticks() -> None:
-    current = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
-    if not tasks:
+async def _finish(polls: set[asyncio.Task[object]]) -> None:
+    """Let a poll under way finish for a moment, then cancel it: every record is atomic."""
+    if not polls:
         return
-    _, still_running = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+    _, still_running = await asyncio.wait(set(polls), timeout=SHUTDOWN_GRACE_SECONDS)
     for task in still_running:
         task.cancel()
     if still_running:

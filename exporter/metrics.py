@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter as CounterOf
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -11,9 +12,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.labels import NONE, AgentLabeler, free_label
+from exporter.labels import NONE, AgentLabeler, enum_label, free_label
 from exporter.letta.errors import FAILURE_REASONS
-from exporter.letta.models import ACTIVE_STATUSES
+from exporter.letta.models import ACTIVE_STATUSES, Run
 from exporter.outcome import TOKEN_TYPES, RunOutcome
 
 # Series per run outcome already cost enough; the _created twins would double them for nothing.
@@ -65,6 +66,8 @@ class LiveState:
 
     active: dict[tuple[str, str], int] = field(default_factory=dict)
     oldest_active_created_at: float | None = None
+    # When the longest-waiting finished run finished (admitted for enrichment, or left in Letta).
+    oldest_unrecorded_finished_at: float | None = None
     agent_names: dict[str, str] = field(default_factory=dict)
     exporter_up: bool = False
 
@@ -97,6 +100,15 @@ class LiveCollector(Collector):
         oldest = state.oldest_active_created_at
         age.add_metric([], max(0.0, time.time() - oldest) if oldest is not None else 0.0)
         yield age
+
+        behind = GaugeMetricFamily(
+            "letta_exporter_oldest_unrecorded_run_age_seconds",
+            "Time since the longest-waiting finished run finished, while it is not yet recorded (0 "
+            "when none waits): growing means the exporter is falling behind Letta.",
+        )
+        waiting = state.oldest_unrecorded_finished_at
+        behind.add_metric([], max(0.0, time.time() - waiting) if waiting is not None else 0.0)
+        yield behind
 
         info = GaugeMetricFamily(
             "letta_agent_info",
@@ -209,6 +221,11 @@ class ExporterMetrics:
             "letta_exporter_tracked_runs", "Runs the exporter holds: in flight or awaiting enrichment.",
             registry=registry,
         )  # fmt: skip
+        self.enrichment_queue = Gauge(
+            "letta_exporter_enrichment_queue_runs", "Finished runs ready for an enrichment worker and "
+            "waiting for one (the rest of the pending ones wait for late data or a retry).",
+            registry=registry,
+        )  # fmt: skip
         self.pending = Gauge(
             "letta_exporter_pending_enrichment_runs", "Finished runs whose enrichment is still being read.",
             registry=registry,
@@ -307,6 +324,19 @@ class ExporterMetrics:
             self.tool_calls.labels(tool).inc(count)
         if outcome.callback is not None:
             self.callbacks.labels(outcome.callback).inc()
+
+    def set_active(self, runs: Iterable[Run]) -> None:
+        """The runs in flight now, for letta_active_runs and the age of the oldest."""
+        counts: CounterOf[tuple[str, str]] = CounterOf()
+        oldest: float | None = None
+        for run in runs:
+            agent = self.agent(run.agent_id)
+            counts[(agent[0] if agent else "", enum_label(run.status))] += 1
+            if run.created_at is not None:
+                created = run.created_at.timestamp()
+                oldest = created if oldest is None else min(oldest, created)
+        self.live.state.active = dict(counts)
+        self.live.state.oldest_active_created_at = oldest
 
     def observe_request(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()

@@ -70,6 +70,11 @@ def duration_ns(run: Run, metrics: RunMetrics | None) -> int | None:
     return None
 
 
+def ttft_ns(run: Run, enrichment: Enrichment) -> int | None:
+    """The run's own ``ttft_ns``, else the one its trace's time_to_first_token span gives."""
+    return run.ttft_ns if run.ttft_ns is not None else enrichment.ttft_ns_from_trace
+
+
 def has_settled(run: Run, enrichment: Enrichment) -> bool:
     """Letta can list a run as terminal a moment before it writes the run's duration; such a run is
     worth another look on the next tick before falling back to the wall-clock difference."""
@@ -132,8 +137,8 @@ def compute_outcome(run: Run, enrichment: Enrichment) -> RunOutcome:
     ns = duration_ns(run, metrics)
     duration = ns / NS_PER_SECOND if ns is not None else _wall_clock_seconds(run)
 
-    ttft_ns = run.ttft_ns if run.ttft_ns is not None else enrichment.ttft_ns_from_trace
-    ttft = ttft_ns / NS_PER_SECOND if ttft_ns is not None else None
+    first_token_ns = ttft_ns(run, enrichment)
+    ttft = first_token_ns / NS_PER_SECOND if first_token_ns is not None else None
 
     num_steps: int | None = None
     if metrics is not None and metrics.num_steps is not None:

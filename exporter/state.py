@@ -19,11 +19,11 @@ from prometheus_client.metrics import Counter, Histogram, MetricWrapperBase
 
 from exporter.letta.models import Run
 from exporter.metrics import ExporterMetrics
-from exporter.tracker import PendingRun, RunTracker
+from exporter.tracker import PendingRun, RunTracker, created_ts
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: runs in flight as {id: created_at}; 1 (whole runs) is still read
 
 
 class StateError(Exception):
@@ -98,7 +98,7 @@ def capture(tracker: RunTracker, metrics: ExporterMetrics, *, baselined: bool) -
         "tracker": {
             "watermark": tracker.watermark,
             "finalised": tracker.finalised,
-            "in_flight": [run.model_dump(mode="json") for run in tracker.in_flight.values()],
+            "in_flight": tracker.in_flight,
             "pending": [entry.run.model_dump(mode="json") for entry in tracker.pending.values()],
         },
         "agents": metrics.agents.admitted,
@@ -110,7 +110,7 @@ def restore(state: dict[str, Any], tracker: RunTracker, metrics: ExporterMetrics
     """Load ``state`` into a fresh tracker and metrics; returns whether the poller was baselined.
 
     Validates everything before touching the metrics, so a bad file leaves them untouched."""
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+    if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
         raise StateError(
             f"unsupported state version {state.get('version') if isinstance(state, dict) else '?'}"
         )
@@ -118,7 +118,7 @@ def restore(state: dict[str, Any], tracker: RunTracker, metrics: ExporterMetrics
         data = state["tracker"]
         watermark = data["watermark"]
         finalised = {str(k): float(v) for k, v in data["finalised"].items()}
-        in_flight = [Run.model_validate(item) for item in data["in_flight"]]
+        in_flight = _in_flight(data["in_flight"], state["version"])
         pending = [Run.model_validate(item) for item in data["pending"]]
         agents = [str(agent) for agent in state["agents"]]
         metric_rows = state["metrics"]
@@ -137,9 +137,16 @@ def restore(state: dict[str, Any], tracker: RunTracker, metrics: ExporterMetrics
         _load_metric(metric, metric_rows.get(name, []))
     tracker.watermark = watermark
     tracker.finalised = finalised
-    tracker.in_flight = {run.id: run for run in in_flight}
+    tracker.in_flight = in_flight
     tracker.pending = {run.id: PendingRun(run) for run in pending}
     return baselined
+
+
+def _in_flight(saved: Any, version: int) -> dict[str, float]:
+    if version == 1:  # whole runs
+        runs = [Run.model_validate(item) for item in saved]
+        return {run.id: created_ts(run) or time.time() for run in runs}
+    return {str(run_id): float(created) for run_id, created in saved.items()}
 
 
 class StateFile:

@@ -1,15 +1,20 @@
 """Which runs the exporter knows about, and in which stage of their life. Pure state, no I/O.
 
-Each run moves one way: unseen → in flight → pending (terminal, enrichment being read) → finalised
+Each run moves one way: unseen → in flight → pending (finished, enrichment being read) → finalised
 (recorded). ``finalised`` is the dedupe set that makes counting exactly-once: a run ID enters it in
 the same synchronous step that records the run, and discovery never reads below the horizon that
-the set still covers, so pruning it cannot let an old run be counted again.
+the set still covers, so pruning it cannot let an old run be counted again (docs/architecture.md,
+"Exactly once").
+
+``pending`` is bounded: a finished run beyond ``capacity`` is *deferred*, not admitted, and discovery
+keeps its watermark below it, so it waits in Letta and is read again on a later poll.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 
 from exporter.letta.models import Run
@@ -18,9 +23,10 @@ from exporter.outcome import Enrichment
 
 class Seen(Enum):
     KNOWN = "known"  # finalised or pending already: nothing to do
-    PENDING = "pending"  # newly terminal: queued for enrichment
+    PENDING = "pending"  # newly finished: admitted for enrichment
+    DEFERRED = "deferred"  # newly finished, but pending is full: left in Letta for a later poll
     IN_FLIGHT = "in_flight"  # still created/running
-    HISTORY = "history"  # terminal before the exporter started: never counted
+    HISTORY = "history"  # finished before the exporter started: never counted
 
 
 @dataclass
@@ -29,21 +35,33 @@ class PendingRun:
     enrichment: Enrichment = field(default_factory=Enrichment)
     failures: int = 0
     settle_checks: int = 0
-    queued_at: float = field(default_factory=time.monotonic)
+    admitted_at: float = field(default_factory=time.time)
+
+    @property
+    def finished_at(self) -> float:
+        """When Letta says the run finished (Unix time); a run without ``completed_at`` counts as
+        finished when it was admitted."""
+        return _timestamp(self.run.completed_at) or self.admitted_at
+
+
+def _timestamp(moment: datetime | None) -> float | None:
+    return moment.timestamp() if moment is not None else None
 
 
 def created_ts(run: Run) -> float | None:
-    return run.created_at.timestamp() if run.created_at is not None else None
+    return _timestamp(run.created_at)
 
 
 class RunTracker:
-    def __init__(self, *, overlap: float, max_pending: int) -> None:
+    def __init__(self, *, overlap: float, capacity: int) -> None:
         self.overlap = overlap
-        self.max_pending = max_pending
-        self.in_flight: dict[str, Run] = {}
+        self.capacity = capacity
+        self.in_flight: dict[str, float] = {}  # run ID → created_at (Unix time)
         self.pending: dict[str, PendingRun] = {}
-        self.finalised: dict[str, float] = {}
-        self.watermark: float | None = None  # newest created_at seen, on Letta's clock
+        self.finalised: dict[str, float] = {}  # run ID → created_at
+        self.watermark: float | None = None  # newest created_at handled, on Letta's clock
+        # completed_at of the oldest finished run left in Letta by the last discovery (None: none).
+        self.deferred_since: float | None = None
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -56,18 +74,26 @@ class RunTracker:
         if self.watermark is None or created > self.watermark:
             self.watermark = created
 
+    def is_known(self, run_id: str) -> bool:
+        """Finalised or pending: a listing of it again changes nothing."""
+        return run_id in self.finalised or run_id in self.pending
+
     def observe(self, run: Run, *, count_terminal: bool = True) -> Seen:
-        """Take in a run from a listing or a retrieve. ``count_terminal=False`` marks a terminal run
-        as history (start-up without backfill) instead of queueing it to be counted."""
-        if run.id in self.finalised or run.id in self.pending:
+        """Take in a run from a listing or a retrieve. ``count_terminal=False`` marks a finished run
+        as history (start-up without backfill) instead of admitting it to be counted."""
+        if self.is_known(run.id):
             return Seen.KNOWN
+        created = created_ts(run) or time.time()
         if not run.is_terminal:
-            self.in_flight[run.id] = run
+            self.in_flight[run.id] = created
             return Seen.IN_FLIGHT
-        self.in_flight.pop(run.id, None)
         if not count_terminal:
-            self.finalised[run.id] = created_ts(run) or time.time()
+            self.in_flight.pop(run.id, None)
+            self.finalised[run.id] = created
             return Seen.HISTORY
+        if len(self.pending) >= self.capacity:
+            return Seen.DEFERRED
+        self.in_flight.pop(run.id, None)
         self.pending[run.id] = PendingRun(run)
         return Seen.PENDING
 
@@ -82,12 +108,12 @@ class RunTracker:
         entry = self.pending.pop(run_id)
         self.finalised[run_id] = created_ts(entry.run) or time.time()
 
-    def overflow(self) -> list[PendingRun]:
-        """Pending runs beyond the backlog bound, oldest first; the caller records them as they are."""
-        excess = len(self.pending) - self.max_pending
-        if excess <= 0:
-            return []
-        return sorted(self.pending.values(), key=lambda p: p.queued_at)[:excess]
+    def oldest_unrecorded(self) -> float | None:
+        """When the longest-waiting finished run finished, admitted or still left in Letta."""
+        oldest = min((entry.finished_at for entry in self.pending.values()), default=None)
+        if self.deferred_since is not None and (oldest is None or self.deferred_since < oldest):
+            return self.deferred_since
+        return oldest
 
     def prune(self) -> int:
         """Drop finalised IDs below the horizon: discovery skips those runs, so they cannot return."""

@@ -211,8 +211,10 @@ def run(coro):
 
 
 async def ticks(exporter: Exporter, count: int, pause: float = 0.0) -> None:
+    """``count`` polls, each followed by the enrichment of what it found ready."""
     for _ in range(count):
         await exporter.poller.tick()
+        await exporter.poller.settled()
         if pause:
             await asyncio.sleep(pause)
 
@@ -225,8 +227,9 @@ async def settle(exporter: Exporter, sim, timeout: float = 20.0, expected: int |
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await exporter.poller.tick()
+        await exporter.poller.settled()
         if runs_counted(registry_samples(exporter.registry)) >= target:
-            await exporter.poller.tick()  # one more: a second count would show up now
+            await ticks(exporter, 1)  # one more: a second count would show up now
             return
         await asyncio.sleep(0.1)
     raise AssertionError("exporter did not catch up with the simulator")

@@ -314,25 +314,38 @@ def test_runs_seen_in_flight_cost_no_retrieve_when_discovery_sees_them_end(sim_f
     assert calls.get(("retrieve_run",), 0) == 0, calls
 
 
-def test_backlog_past_its_bound_is_recorded_as_is_and_counted_never_dropped(sim_factory) -> None:
-    sim = sim_factory()
+@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+def test_a_backlog_past_the_pending_bound_waits_in_letta_and_is_counted_exactly(sim_factory) -> None:
+    """Backpressure: with room for 5 pending runs, a burst of 40 is admitted 5 at a time, oldest
+    first; the rest wait in Letta (the watermark stops short of them), and every run is counted
+    once, fully enriched."""
+    sim = sim_factory(write_lag_fraction=0.5, write_lag_max=0.3)
 
     async def scenario():
-        exporter = make_exporter(sim, max_pending=5)
+        exporter = make_exporter(sim, max_pending=5, page_size=10)
         await exporter.poller.tick()
-        sim.burst(20)
-        await settle(exporter, sim)
-        return exporter
+        sim.burst(40)
+        assert await asyncio.to_thread(sim.wait_idle, 20)
+        peak, waited = 0, 0.0
+        for _ in range(300):
+            await exporter.poller.tick()
+            peak = max(peak, len(exporter.tracker.pending))
+            samples = registry_samples(exporter.registry)
+            waited = max(waited, samples[("letta_exporter_oldest_unrecorded_run_age_seconds", ())])
+            if runs_counted(samples) == 40:
+                break
+            await asyncio.sleep(0.05)
+        await ticks(exporter, 2)
+        return exporter, peak, waited
 
-    exporter = run(scenario())
+    exporter, peak, waited = run(scenario())
     samples = registry_samples(exporter.registry)
-    truth = sim.truth()
-    assert runs_counted(samples) == 20
-    expected = Counter((r.agent_id, r.status) for r in truth)
-    assert select(samples, "letta_runs_total", ("agent_id", "status")) == dict(expected)
-    given_up = select(samples, "letta_exporter_enrichment_given_up_total", ("source",))
-    assert given_up == {("backlog",): 15}
-    assert len(exporter.tracker.pending) == 0
+    assert peak == 5  # the bound held
+    assert waited > 0  # and the wait showed
+    assert runs_counted(samples) == 40
+    assert_matches_truth(samples, sim.truth())
+    assert select(samples, "letta_exporter_enrichment_given_up_total", ("source",)) == {}
+    assert not exporter.tracker.pending and exporter.tracker.deferred_since is None
 
 
 @pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)

@@ -257,7 +257,7 @@ def test_501_one_probe_then_synthesis_then_probes_again(
 
     async def scenario() -> Exporter:
         exporter = exporters(sim, concurrency=1, trace_probe_interval=600)
-        exporter.poller.trace_storage.clock = clock
+        exporter.enricher.trace_availability.clock = clock
         await exporter.poller.tick()
         await burst_and_settle(exporter, 6, 6)
         assert trace_requests(sim) == 1, "one probe, then no per-run reads"
@@ -275,7 +275,7 @@ def test_501_one_probe_then_synthesis_then_probes_again(
         await flush(exporter)
         return exporter
 
-    with caplog.at_level(logging.INFO, logger="exporter.traces.storage"):
+    with caplog.at_level(logging.INFO, logger="exporter.traces.availability"):
         exporter = run(scenario())
     warnings = [r for r in caplog.records if "no trace storage" in r.getMessage()]
     assert len(warnings) == 1, "said once, not per run or per probe"

@@ -32,7 +32,7 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaTransportError,
 )
-from exporter.letta.models import Agent, Run, RunMetrics, Step, UsageStatistics
+from exporter.letta.models import Agent, Run, RunMetrics, Step, UsageStatistics, as_utc
 from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
 from exporter.letta.ratelimit import AdaptiveRateLimiter
 
@@ -265,14 +265,25 @@ class LettaClient:
             raise LettaMalformedResponse(endpoint, _validation_summary(exc)) from None
 
     async def _get_list(
-        self, endpoint: str, path: str, model: type[ModelT], params: Any = None
+        self,
+        endpoint: str,
+        path: str,
+        model: type[ModelT],
+        params: Any = None,
+        *,
+        shortcut: Callable[[Any], ModelT | None] | None = None,
     ) -> list[ModelT]:
+        """A JSON list of ``model``; ``shortcut`` may stand in a cheaper object for an item (None:
+        validate it in full)."""
         body = await self._get_json(endpoint, path, params)
         if not isinstance(body, list):
             self.observer.observe_malformed(endpoint)
             raise LettaMalformedResponse(endpoint, f"expected a list, got {type(body).__name__}")
         items: list[ModelT] = []
         for raw in body:
+            if shortcut is not None and (item := shortcut(raw)) is not None:
+                items.append(item)
+                continue
             try:
                 items.append(model.model_validate(raw))
             except ValidationError as exc:
@@ -284,23 +295,33 @@ class LettaClient:
     # -- Runs API ----------------------------------------------------------------------------
 
     async def list_runs_page(
-        self, *, limit: int, cursor: tuple[Param, str] | None = None, active: bool = False
+        self,
+        *,
+        limit: int,
+        cursor: tuple[Param, str] | None = None,
+        active: bool = False,
+        known: Callable[[str], bool] | None = None,
     ) -> list[Run]:
-        """One page of runs, newest first; ``cursor`` is (``before`` or ``after``, a run ID)."""
+        """One page of runs, newest first; ``cursor`` is (``before`` or ``after``, a run ID). Runs
+        for which ``known(id)`` holds are not validated: only their ID and ``created_at`` are read,
+        which is all a listing of a run already handled is good for (paging and the horizon)."""
         params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", limit)]
         if cursor is not None:
             params.append(cursor)
         if active:
             params.append(("active", "true"))
-        return await self._get_list("list_runs", "/v1/runs/", Run, params)
+        shortcut = (lambda raw: _known_run(raw, known)) if known is not None else None
+        return await self._get_list("list_runs", "/v1/runs/", Run, params, shortcut=shortcut)
 
-    def iter_runs(self, *, page_size: int, active: bool = False) -> CursorWalk[Run]:
+    def iter_runs(
+        self, *, page_size: int, active: bool = False, known: Callable[[str], bool] | None = None
+    ) -> CursorWalk[Run]:
         """Pages of runs, newest first (so discovery can stop at its horizon), until a short page;
         each next page is read with whichever parameter this server continues such a list with."""
 
         async def fetch(param: Param | None, cursor: str | None) -> list[Run]:
             at = (param, cursor) if param is not None and cursor is not None else None
-            return await self.list_runs_page(limit=page_size, cursor=at, active=active)
+            return await self.list_runs_page(limit=page_size, cursor=at, active=active, known=known)
 
         return CursorWalk("list_runs", fetch, page_size=page_size, descending=True,
                           behaviour=self.cursors, ident=_run_id, key=_run_key)  # fmt: skip
@@ -336,6 +357,20 @@ class LettaClient:
 
     async def retrieve_agent(self, agent_id: str) -> Agent:
         return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Agent)
+
+
+def _known_run(raw: Any, known: Callable[[str], bool]) -> Run | None:
+    """A run already handled, as its ID and ``created_at`` only; None to validate it in full."""
+    if not isinstance(raw, dict):
+        return None
+    run_id, created = raw.get("id"), raw.get("created_at")
+    if not isinstance(run_id, str) or not isinstance(created, str) or not known(run_id):
+        return None
+    try:
+        created_at = as_utc(datetime.fromisoformat(created))
+    except ValueError:
+        return None
+    return Run.model_construct(id=run_id, created_at=created_at, status="completed")
 
 
 def _run_id(run: Run) -> str:

@@ -2,8 +2,9 @@
 
 Models are deliberately lenient: Letta adds fields and enum values over time, and real servers
 return shapes the spec does not promise (naive timestamps, unlisted fields, nulls everywhere).
-Unknown fields are kept, enums are plain strings, and every figure the exporter does not strictly
-need is optional.
+Unknown fields are accepted and dropped (a finished run waits in memory for its enrichment, so it
+keeps only what the exporter reads), enums are plain strings, and every figure the exporter does not
+strictly need is optional.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 ACTIVE_STATUSES = ("created", "running")
@@ -53,7 +54,7 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=False)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=False)
 
 
 def _non_negative_int(value: Any) -> int | None:
@@ -74,7 +75,6 @@ class Run(_Lenient):
     agent_id: str | None = None
     conversation_id: str | None = None
     background: bool | None = None
-    metadata: dict[str, Any] | None = None
     stop_reason: str | None = None
     callback_url: str | None = None
     callback_sent_at: datetime | None = None
@@ -178,7 +178,6 @@ class Step(_Lenient):
     status: str | None = None
     trace_id: str | None = None
     error_type: str | None = None
-    messages: list[Any] = Field(default_factory=list)
 
     _stop_reason = field_validator("stop_reason", mode="before")(Run._stop_reason.__func__)  # type: ignore[attr-defined]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter
 
 from exporter.letta.models import Run
-from exporter.outcome import Enrichment
+from exporter.outcome import Enrichment, ttft_ns
 from exporter.traces.rows import RowConverter
 from exporter.traces.spans import AttributePolicy
 from exporter.traces.synth import synthesise
@@ -168,8 +168,7 @@ class TracePipeline:
                 return spans
         if not self.synthesis:
             return []
-        ttft = run.ttft_ns if run.ttft_ns is not None else enrichment.ttft_ns_from_trace
-        return synthesise(run, enrichment.steps, self.policy, ttft_ns=ttft)
+        return synthesise(run, enrichment.steps, self.policy, ttft_ns=ttft_ns(run, enrichment))
 
     def submit(self, run: Run, enrichment: Enrichment) -> bool:
         """Queue the run's trace. Never raises and never blocks on the network: the run is already
