@@ -39,6 +39,7 @@ FAILURE_RATIO_CRIT = 0.10
 TTFT_P95_ALERT = 10
 STUCK_RUN_AGE_ALERT = 1800
 POLL_STALE_ALERT = 300
+FALLING_BEHIND_ALERT = 300  # seconds a finished run may wait unrecorded: LettaExporterFallingBehind
 
 Panel = dict[str, Any]
 
@@ -994,6 +995,40 @@ def exporter_health() -> dict:
                 ),
                 target(rate("letta_exporter_runs_lost_total", SEL), "runs lost", "C"),
             ],
+            w=8,
+        ),
+        timeseries(
+            "Falling behind",
+            "How long the longest-waiting finished run has waited to be recorded (left axis; 0 when "
+            "none waits), and how many finished runs wait for an enrichment worker. A growing age "
+            "means Letta finishes runs faster than the exporter can read them; the dashed line is "
+            f"the LettaExporterFallingBehind threshold ({FALLING_BEHIND_ALERT // 60} min).",
+            "s",
+            [
+                target(
+                    f"max by (instance) (letta_exporter_oldest_unrecorded_run_age_seconds{{{SEL}}})",
+                    "oldest unrecorded {{instance}}",
+                    "A",
+                ),
+            ],
+            w=8,
+            threshold_line=FALLING_BEHIND_ALERT,
+        ),
+        timeseries(
+            "Enrichment queue",
+            "Finished runs ready for an enrichment worker and waiting for one, per instance. It stays "
+            "near 0 while the exporter keeps up; a standing queue says the workers or Letta's request "
+            "rate are the limit.",
+            "short",
+            [target(f"sum by (instance) (letta_exporter_enrichment_queue_runs{{{SEL}}})", "{{instance}}")],
+            w=8,
+        ),
+        timeseries(
+            "Failed polls / s by reason",
+            "Polls that could not reach Letta, by first cause (unauthorized: check LETTA_API_KEY; "
+            "unreachable, timeout, rate_limited, server_error, malformed, paging, ...).",
+            "ops",
+            [target(rate("letta_exporter_poll_failures_total", SEL, "reason"), "{{reason}}")],
             w=8,
         ),
         row("Letta API"),

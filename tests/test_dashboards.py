@@ -909,7 +909,7 @@ def test_rules_load_and_every_recording_rule_has_data(live_stack: LiveStack) -> 
     loaded = groups()
     assert {g["name"] for g in loaded} == {"letta-exporter.rules", "letta-exporter.alerts"}
     alerts = {r["name"] for g in loaded for r in g["rules"] if r["type"] == "alerting"}
-    assert len(alerts) == 8
+    assert len(alerts) == 9
     records = [r["name"] for g in loaded for r in g["rules"] if r["type"] == "recording"]
 
     def all_have_data() -> bool:

@@ -23,6 +23,7 @@ EXPECTED_ALERTS = {
     "LettaExporterDown",
     "LettaExporterPollingStale",
     "LettaExporterUnauthorized",
+    "LettaExporterFallingBehind",
     "LettaApiErrorsHigh",
     "LettaApiRateLimited",
     "LettaRunFailureRatioHigh",
