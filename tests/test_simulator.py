@@ -149,7 +149,7 @@ def test_every_body_has_the_captured_keys_and_types(make_sim, client_for, clock)
     ids = sim.add_history(200, max_age_seconds=3600)
     client = client_for(sim)
 
-    listed = page_all(client, order="desc", cursor="before", limit=100)
+    listed = page_all(client, order="desc", cursor="after", limit=100)  # the spec's cursor
     assert sorted(listed) == sorted(ids)
     runs = client.get("/v1/runs/", params={"limit": 1000}).json()
     retrieved = [client.get(f"/v1/runs/{run_id}").json() for run_id in ids[:60]]
