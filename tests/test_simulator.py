@@ -26,7 +26,7 @@ import pytest
 from exporter.letta.models import Run, RunMetrics, Step, UsageStatistics
 from exporter.simulator import Faults, SimConfig, Simulator, TruthRun
 
-REAL = Path("/work/shared/letta-api/real")
+REAL = Path(__file__).resolve().parent / "fixtures" / "letta-real"
 ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN_ID = "run-00000000-0000-4000-8000-000000000000"
 # No lags, short runs: tests that want the quirks switch them on.
