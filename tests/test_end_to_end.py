@@ -13,8 +13,6 @@ from tests.support import ExporterProcess, assert_matches_truth, runs_counted, s
 
 API_KEY = "sk-let-test-9f8e7d6c5b4a39281706"
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def faulty_sim():

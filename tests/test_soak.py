@@ -15,7 +15,8 @@ import pytest
 from exporter.simulator import Faults, SimConfig, Simulator
 from tests.support import ExporterProcess, assert_matches_truth, runs_counted, wait_for
 
-pytestmark = pytest.mark.slow
+# Pure, but tens of seconds long: part of the integration tier (scripts/test.sh), not of plain pytest.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TRAFFIC_SECONDS = 40.0
 

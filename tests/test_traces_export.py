@@ -37,9 +37,6 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
-
-
 # -- fixtures ----------------------------------------------------------------------------------------
 
 
