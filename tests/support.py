@@ -284,3 +284,11 @@ async def settle(exporter: Exporter, sim, timeout: float = 20.0, expected: int |
             return
         await asyncio.sleep(0.1)
     raise AssertionError("exporter did not catch up with the simulator")
+
+
+async def poll_new_runs(exporter: Exporter, sim, count: int) -> None:
+    """A baseline poll (what the simulator has so far is history), then ``count`` new runs, polled
+    until the exporter has counted them."""
+    await exporter.poller.tick()
+    sim.burst(count)
+    await settle(exporter, sim, expected=count)

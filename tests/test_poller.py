@@ -13,6 +13,7 @@ from collections import Counter
 from tests.support import (
     assert_matches_truth,
     make_exporter,
+    poll_new_runs,
     registry_samples,
     run,
     runs_counted,
@@ -44,9 +45,7 @@ def test_burst_larger_than_a_page_is_counted_exactly(sim_factory) -> None:
 
     async def scenario():
         exporter = make_exporter(sim, page_size=10)
-        await exporter.poller.tick()
-        sim.burst(57)
-        await settle(exporter, sim)
+        await poll_new_runs(exporter, sim, 57)
         return exporter
 
     exporter = run(scenario())
@@ -207,9 +206,7 @@ def test_a_fresh_exporter_on_the_same_server_does_not_recount(sim_factory) -> No
 
     async def scenario():
         first = make_exporter(sim)
-        await first.poller.tick()
-        sim.burst(5)
-        await settle(first, sim)
+        await poll_new_runs(first, sim, 5)
         second = make_exporter(sim)  # a restart without a state file starts at "now"
         await ticks(second, 3)
         return first, second
@@ -311,9 +308,7 @@ def test_backlog_past_its_bound_is_recorded_as_is_and_counted_never_dropped(sim_
 
     async def scenario():
         exporter = make_exporter(sim, max_pending=5)
-        await exporter.poller.tick()
-        sim.burst(20)
-        await settle(exporter, sim)
+        await poll_new_runs(exporter, sim, 20)
         return exporter
 
     exporter = run(scenario())
