@@ -89,19 +89,20 @@ if [ "$tier" = all ]; then
   done
   export LETTA_EXPORTER_INTEGRATION=1
   pytest_tier=(-m "")
-  say "tests: both tiers (fast and integration)"
 elif [ "$tier" = fast-nonroot ]; then
   say "not root: the integration tier (Prometheus, Helm, Docker, Grafana schema, rotel, cluster) needs"
   say "root to install its tools and start dockerd; installing nothing else, running the fast tier only"
-else
-  say "LETTA_EXPORTER_TIER=fast: the fast tier only"
 fi
 
 say "lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
-[ "$tier" = all ] || say "tests: the fast tier (plain pytest)"
+if [ "$tier" = all ]; then
+  say "tests: both tiers, fast and integration (a skip counts as a failure)"
+else
+  say "tests: the fast tier only (plain pytest)"
+fi
 status=0
 .venv/bin/pytest "${pytest_tier[@]}" "$@" || status=$?
 exit "$status"

@@ -237,6 +237,13 @@ class ExporterProcess:
     def scrape(self) -> Samples:
         return parse_metrics(httpx.get(self.url + "/metrics", timeout=5).text)
 
+    def scrape_caught_up(self, runs: int, timeout: float, then: float = 1.0) -> Samples:
+        """Wait until it has counted ``runs`` runs, let it poll ``then`` seconds more (a double count
+        would show by then), and scrape."""
+        wait_for(lambda: runs_counted(self.scrape()) >= runs, timeout=timeout, what="exporter to catch up")
+        time.sleep(then)
+        return self.scrape()
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from exporter.simulator import Faults, SimConfig, Simulator
-from tests.support import ExporterProcess, assert_matches_truth, runs_counted, wait_for
+from tests.support import ExporterProcess, assert_matches_truth, wait_for
 
 # Pure, but tens of seconds long: part of the integration tier (scripts/test.sh), not of plain pytest.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,11 +56,7 @@ def test_sigkill_restarts_under_every_fault_lose_and_double_count_nothing(tmp_pa
         assert sim.wait_idle(30)
         truth = sim.truth()
         assert len(truth) > 300
-        wait_for(
-            lambda: runs_counted(exporter.scrape()) >= len(truth), timeout=60, what="exporter to catch up"
-        )
-        time.sleep(1.5)  # more polls: a double count would show now
-        samples = exporter.scrape()
+        samples = exporter.scrape_caught_up(len(truth), timeout=60, then=1.5)
         assert_matches_truth(samples, truth)
     finally:
         exporter.stop()
