@@ -38,29 +38,30 @@ def require_rotel() -> Path:
 def chain(tmp_path: Path, config: SimConfig, protocol: str, **env: str) -> Iterator[Chain]:
     """Simulator → exporter process → rotel → receiver, all on loopback, all stopped afterwards."""
     binary = require_rotel()
-    receiver = GrpcReceiver().start()
-    rotel = Rotel(binary, receiver.endpoint, tmp_path).start()
-    sim = Simulator(config).start(host="127.0.0.1", port=0)
-    port = rotel.http_port if protocol == "http/protobuf" else rotel.grpc_port
-    exporter = ExporterProcess(
-        tmp_path,
-        ["--poll-interval", "0.3", "--max-requests-per-second", "0", "--discovery-overlap", "5"],
-        env={
-            "LETTA_BASE_URL": sim.base_url,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            **env,
-        },
-    )
-    try:
+    with contextlib.ExitStack() as started:  # whatever fails half-way, all that started is stopped
+        receiver = GrpcReceiver()
+        started.callback(receiver.stop)
+        receiver.start()
+        rotel = Rotel(binary, receiver.endpoint, tmp_path)
+        started.callback(rotel.stop)
+        rotel.start()
+        sim = Simulator(config).start(host="127.0.0.1", port=0)
+        started.callback(sim.stop)
+        port = rotel.http_port if protocol == "http/protobuf" else rotel.grpc_port
+        exporter = ExporterProcess(
+            tmp_path,
+            ["--poll-interval", "0.3", "--max-requests-per-second", "0", "--discovery-overlap", "5"],
+            env={
+                "LETTA_BASE_URL": sim.base_url,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                **env,
+            },
+        )
+        started.callback(exporter.stop)
         exporter.start()
         yield Chain(sim, exporter, rotel, receiver)
-    finally:
-        exporter.stop()
-        rotel.stop()
-        sim.stop()
-        receiver.stop()
 
 
 @dataclass
