@@ -4,7 +4,9 @@
 # Idempotent; every step that fails stops the script with a non-zero exit:
 #   1. apt-get install docker.io and debootstrap (only when missing);
 #   2. start dockerd in the background with --iptables=false --bridge=none (only when no engine
-#      answers); containers then run with `--network host`;
+#      answers); containers then run with `--network host`. Under scripts/test.sh
+#      (LETTA_EXPORTER_PID_DIR set) its pid goes to $LETTA_EXPORTER_PID_DIR/dockerd.pid and the
+#      script stops it on exit; run alone, it is left running and the log says how to stop it;
 #   3. build the stand-in base image that the Dockerfile pins (python:3.11-slim-bookworm), because
 #      registry images cannot be pulled here: a Debian bookworm root made with debootstrap (its
 #      python3 is 3.11) and loaded with `docker import`. It carries this machine's CA bundle and
@@ -51,7 +53,14 @@ else
         tail -n 30 "$DOCKERD_LOG" >&2 || true
         die "dockerd did not come up within 60 s"
     fi
-    log "dockerd is up"
+    pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+    [ -n "$pid" ] || die "dockerd is up but wrote no /var/run/docker.pid"
+    if [ -n "${LETTA_EXPORTER_PID_DIR:-}" ]; then
+        echo "$pid" >"$LETTA_EXPORTER_PID_DIR/dockerd.pid"
+        log "dockerd is up (pid $pid); scripts/test.sh stops it when it ends"
+    else
+        log "dockerd is up (pid $pid) and stays running: stop it with 'kill $pid'"
+    fi
 fi
 
 # --- 3. stand-in base image ---------------------------------------------------------------------

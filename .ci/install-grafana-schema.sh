@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs the pinned npm packages @grafana/schema and typescript into tests/dashboards_support/
 # (from its package-lock.json) for the dashboards' schema check in tests/test_dashboards.py.
-# Idempotent: does nothing when the pinned versions are already installed.
+# Idempotent: does nothing when the pinned versions are already installed. As root it first installs
+# Debian's nodejs and npm when they are missing (install-helm.sh needs npm too).
 set -euo pipefail
 cd "$(dirname "$0")/../tests/dashboards_support"
 
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
-    echo "install-grafana-schema: node and npm are required (Debian: apt-get install nodejs npm)" >&2
-    exit 1
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-grafana-schema: node and npm are required (Debian: apt-get install nodejs npm)" >&2
+        exit 1
+    fi
+    echo "install-grafana-schema: installing Debian's nodejs and npm (system-wide)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
 fi
 
 installed_ok() {

@@ -5,7 +5,7 @@
     python helm/values_table.py --check  # exit 1 when README.md is out of date
 
 A key is documented by a comment block starting with `# --` right above it (continuation lines are
-plain `#` comments); its default is read from the parsed YAML. tests/test_helm.py checks that every
+plain `#` comments); its default is read from the parsed YAML. tests/test_chart_files.py checks that every
 key of values.yaml is documented (itself or through a documented parent) and that README.md holds
 the current table.
 """

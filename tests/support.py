@@ -1,10 +1,12 @@
 """Shared test helpers: ground truth from the simulator in the exporter's vocabulary, metric reads,
-free ports, and running the real exporter process."""
+free ports, a hand-stepped clock, the real tools the integration tier drives, and running the real
+exporter process."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,8 +15,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,6 +27,10 @@ from exporter.config import Settings
 from exporter.labels import enum_label
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+# Short, tidy simulated runs: tests that want late visibility or write lag switch them on explicitly.
+QUICK = dict(duration_range=(0.05, 0.3), late_visibility_fraction=0.0, write_lag_fraction=0.0)
 
 
 def free_port() -> int:
@@ -31,13 +39,59 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.1, what: str = "") -> None:
+class FakeClock:
+    """A clock the test steps by hand: call it for the time, ``advance`` it (or set ``now``)."""
+
+    def __init__(self, start: float = 1_800_000_000.123456) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def find_tool(name: str, env: str | None = None) -> Path | None:
+    """A tool from $<env>, the venv's bin directory (where .ci/install-helm.sh puts its tools), or PATH."""
+    if env and os.environ.get(env):
+        return Path(os.environ[env])
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return candidate
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def require_tool(name: str, installer: str, env: str | None = None) -> Path:
+    """A tool an integration test drives. When it is missing the test fails, naming the script that
+    installs it: the integration tier is what CI runs, and a skip there would hide a broken install."""
+    tool = find_tool(name, env)
+    if tool is None:
+        pytest.fail(f"{name} is not installed: run {installer} (bash scripts/test.sh runs every installer)")
+    return tool
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float,
+    interval: float = 0.1,
+    what: str = "",
+    ignore: tuple[type[Exception], ...] = (),
+) -> T:
+    """Call ``condition`` until it returns something true, and return that; the exceptions in
+    ``ignore`` count as "not yet". Past ``timeout``, fail with the last thing it returned or raised."""
     deadline = time.monotonic() + timeout
+    last: object = None
     while time.monotonic() < deadline:
-        if condition():
-            return
+        try:
+            last = condition()
+            if last:
+                return last
+        except ignore as exc:
+            last = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition} (last: {last!r})")
 
 
 @dataclass
@@ -183,6 +237,13 @@ class ExporterProcess:
     def scrape(self) -> Samples:
         return parse_metrics(httpx.get(self.url + "/metrics", timeout=5).text)
 
+    def scrape_caught_up(self, runs: int, timeout: float, then: float = 1.0) -> Samples:
+        """Wait until it has counted ``runs`` runs, let it poll ``then`` seconds more (a double count
+        would show by then), and scrape."""
+        wait_for(lambda: runs_counted(self.scrape()) >= runs, timeout=timeout, what="exporter to catch up")
+        time.sleep(then)
+        return self.scrape()
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -233,3 +294,11 @@ async def settle(exporter: Exporter, sim, timeout: float = 20.0, expected: int |
             return
         await asyncio.sleep(0.1)
     raise AssertionError("exporter did not catch up with the simulator")
+
+
+async def poll_new_runs(exporter: Exporter, sim, count: int) -> None:
+    """A baseline poll (what the simulator has so far is history), then ``count`` new runs, polled
+    until the exporter has counted them."""
+    await exporter.poller.tick()
+    sim.burst(count)
+    await settle(exporter, sim, expected=count)

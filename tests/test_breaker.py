@@ -5,19 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from exporter.breaker import CircuitBreaker
-from tests.support import assert_matches_truth, make_exporter, registry_samples, settle
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import FakeClock, assert_matches_truth, make_exporter, registry_samples, settle
 
 
 def test_opens_after_threshold_and_pauses_grow_then_close() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     breaker = CircuitBreaker(threshold=3, base_pause=10, max_pause=35, clock=clock)
     for _ in range(2):
         breaker.record(False)

@@ -5,14 +5,15 @@ every PromQL expression parses with the real Prometheus parser (promtool); every
 type-checks against Grafana's own schema (npm @grafana/schema, checked with tsc); every metric a
 dashboard or rule names is one the exporter's code declares.
 
-Live check (slow): the exporter in demo mode (built-in Letta simulator) scraped by a real
+Live check: the exporter in demo mode (built-in Letta simulator) scraped by a real
 Prometheus server that also loads rules/; every panel query, with its variables substituted, must
 return data through Prometheus' HTTP API, and every metric a dashboard or rule names must be in a
 live scrape of /metrics.
 
-Tools: promtool and prometheus from Debian's ``prometheus`` package (.ci/install-prometheus.sh);
-@grafana/schema and typescript in tests/dashboards_support (.ci/install-grafana-schema.sh). Tests
-that need a tool skip, naming the install script, only when it is absent.
+The checks in code run in the fast tier. The ones that drive a tool are the integration tier
+(marker ``integration``): promtool and prometheus from Debian's ``prometheus`` package
+(.ci/install-prometheus.sh); @grafana/schema and typescript in tests/dashboards_support
+(.ci/install-grafana-schema.sh). A missing tool fails the test, naming its install script.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ import importlib.util
 import json
 import math
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support import free_port, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
@@ -60,12 +61,7 @@ GRAFANA_BUILTIN_VARS = {"__rate_interval", "__range", "__interval", "__interval_
 PROMETHEUS_SYNTHETIC = {"up"}
 # Metrics the dashboards show ahead of the change that adds them to the exporter (none now).
 EXPECTED_LATER: dict[str, str] = {}
-PROMTOOL = shutil.which("promtool")
-PROMETHEUS = shutil.which("prometheus")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool not installed (Debian package 'prometheus'; run .ci/install-prometheus.sh)",
-)
+PROMETHEUS_INSTALLER = ".ci/install-prometheus.sh"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -533,16 +529,18 @@ def test_metric_names_are_ones_the_exporter_declares() -> None:
     for rule, expr in rule_exprs():
         for name in metric_names(expr):
             used.setdefault(name, set()).add(f"rule {rule}")
+    # process_* come from prometheus-client's process collector, which this registry leaves out.
     unknown = {
-        name: sorted(where)
-        for name, where in used.items()
-        if name not in declared
-        and name not in records
-        and name not in PROMETHEUS_SYNTHETIC
-        and name not in EXPECTED_LATER
-        and not name.startswith("process_")
+        n: where for n, where in unexplained(used, declared, records).items() if not n.startswith("process_")
     }
     assert not unknown, f"metrics the exporter does not declare: {unknown}"
+
+
+def unexplained(used: dict[str, set[str]], exposed: set[str], records: set[str]) -> dict[str, list[str]]:
+    """The metrics dashboards or rules name (with where) that are neither exposed by the exporter,
+    recorded by a rule, added by Prometheus itself, nor expected later."""
+    known = exposed | records | PROMETHEUS_SYNTHETIC | set(EXPECTED_LATER)
+    return {name: sorted(where) for name, where in used.items() if name not in known}
 
 
 def exposed_names(families: Any) -> set[str]:
@@ -570,10 +568,11 @@ def _promtool_check(exprs: dict[str, str], tmp_path: Path, stem: str) -> subproc
     rules = [{"record": name, "expr": expr} for name, expr in exprs.items()]
     path = tmp_path / f"{stem}.rules.json"  # JSON is YAML: no YAML library needed
     path.write_text(json.dumps({"groups": [{"name": stem, "rules": rules}]}, indent=1))
-    return subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    promtool = require_tool("promtool", PROMETHEUS_INSTALLER)
+    return subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
 
 
-@needs_promtool
+@pytest.mark.integration
 def test_every_promql_expression_parses(tmp_path: Path) -> None:
     exprs: dict[str, str] = {}
     where: dict[str, str] = {}
@@ -600,7 +599,7 @@ def test_every_promql_expression_parses(tmp_path: Path) -> None:
         pytest.fail("PromQL that does not parse:\n" + "\n".join(failures or [result.stdout + result.stderr]))
 
 
-@needs_promtool
+@pytest.mark.integration
 def test_the_parse_check_rejects_bad_promql(tmp_path: Path) -> None:
     result = _promtool_check({"bad": 'sum(rate(letta_runs_total{job=~"x"}[5m])'}, tmp_path, "bad")
     assert result.returncode != 0
@@ -649,23 +648,24 @@ def _tsc(files: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[s
     )
 
 
-needs_grafana_schema = pytest.mark.skipif(
-    not (TSC.exists() and SCHEMA_TYPES.exists() and shutil.which("node")),
-    reason="@grafana/schema + typescript not installed in tests/dashboards_support "
-    "(run .ci/install-grafana-schema.sh; needs node and npm)",
-)
+def require_grafana_schema() -> None:
+    require_tool("node", ".ci/install-grafana-schema.sh")
+    if not (TSC.exists() and SCHEMA_TYPES.exists()):
+        pytest.fail("@grafana/schema is not in tests/dashboards_support: run .ci/install-grafana-schema.sh")
 
 
-@needs_grafana_schema
+@pytest.mark.integration
 def test_dashboards_type_check_against_grafana_schema(tmp_path: Path) -> None:
+    require_grafana_schema()
     files = {name.replace(".json", ".ts"): _ts_for(d) for name, d in all_dashboards().items()}
     result = _tsc(files, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_grafana_schema
+@pytest.mark.integration
 def test_schema_check_catches_unknown_keys_and_wrong_types(tmp_path: Path) -> None:
     """The type check is not vacuous: each of these broken dashboards must fail it."""
+    require_grafana_schema()
     broken: dict[str, dict[str, Any]] = {}
 
     def variant(name: str) -> dict[str, Any]:
@@ -692,12 +692,6 @@ def test_schema_check_catches_unknown_keys_and_wrong_types(tmp_path: Path) -> No
 
 # ---------------------------------------------------------------------------------------------------
 # Live: exporter demo + real Prometheus
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:
@@ -767,8 +761,7 @@ def exporter_command(port: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    if PROMETHEUS is None:
-        pytest.skip("prometheus not installed (Debian package 'prometheus'; run .ci/install-prometheus.sh)")
+    prometheus_server = require_tool("prometheus", PROMETHEUS_INSTALLER)
     tmp = tmp_path_factory.mktemp("live")
     exporter_port, prom_port = free_port(), free_port()
     job, instance = "letta-exporter", f"127.0.0.1:{exporter_port}"
@@ -793,7 +786,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         }
         (tmp / "prometheus.yml").write_text(json.dumps(config, indent=1))
         command = [
-            PROMETHEUS,
+            str(prometheus_server),
             f"--config.file={tmp / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp / 'data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
@@ -841,7 +834,7 @@ def busiest_agent(stack: LiveStack) -> str:
     return wait_for("an agent with runs", pick, 60, [])
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_every_panel_query_returns_data_from_a_real_prometheus(live_stack: LiveStack) -> None:
     agent = busiest_agent(live_stack)
     values = {
@@ -901,7 +894,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(live_stack: LiveS
     assert not missing, f"{len(missing)} of {total} panel queries without data:\n" + "\n".join(missing)
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_rules_load_and_every_recording_rule_has_data(live_stack: LiveStack) -> None:
     def groups() -> list[dict[str, Any]]:
         return prom_api(live_stack.prometheus, "rules")["groups"]
@@ -925,7 +918,7 @@ def test_rules_load_and_every_recording_rule_has_data(live_stack: LiveStack) -> 
     wait_for("every recording rule to have data", all_have_data, 120, [])
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_every_metric_named_is_in_a_live_scrape(live_stack: LiveStack) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -942,14 +935,7 @@ def test_every_metric_named_is_in_a_live_scrape(live_stack: LiveStack) -> None:
             for name in metric_names(rule["query"]):
                 used.setdefault(name, set()).add(f"rule {rule['name']}")
     assert len(used) > 25
-    missing = {
-        name: sorted(where)
-        for name, where in used.items()
-        if name not in scraped
-        and name not in records
-        and name not in PROMETHEUS_SYNTHETIC
-        and name not in EXPECTED_LATER
-    }
+    missing = unexplained(used, scraped, records)
     assert not missing, f"named by dashboards or rules but not exposed by the exporter: {missing}"
 
 

@@ -1,18 +1,16 @@
-"""The container image: hadolint on the Dockerfile (always, when hadolint is installed), and, behind
-the `docker` marker, a real `docker build` and a real container in demo mode on the host network.
+"""The container image: static checks of the Dockerfile (fast tier); hadolint on it, and, behind the
+`docker` marker, a real `docker build` and a real container in demo mode on the host network
+(integration tier: a missing hadolint or Docker engine fails the test).
 
-The Docker tests run only with LETTA_EXPORTER_DOCKER_TESTS=1 (scripts/test.sh sets it when
-.ci/install-docker.sh has a Docker engine answering). They need the base image the Dockerfile pins;
-here that is a stand-in built by .ci/install-docker.sh, since registry images cannot be pulled.
+The Docker tests need a Docker engine and the base image the Dockerfile pins; here that is a
+stand-in built by .ci/install-docker.sh, since registry images cannot be pulled.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,10 +23,11 @@ from typing import TypeVar
 import pytest
 
 from exporter import __version__
-from tests.helm_support import REPO, find_tool, require_tool
+from tests import support
+from tests.support import ROOT as REPO
+from tests.support import free_port, require_tool
 
 DOCKERFILE = REPO / "Dockerfile"
-DOCKER_ENABLED = os.environ.get("LETTA_EXPORTER_DOCKER_TESTS") == "1"
 USER = "10001:10001"
 T = TypeVar("T")
 
@@ -36,16 +35,18 @@ T = TypeVar("T")
 # --- static checks (no Docker needed) ------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_hadolint_is_clean() -> None:
-    hadolint = require_tool("hadolint")
+    hadolint = require_tool("hadolint", ".ci/install-helm.sh")
     proc = subprocess.run(
         [str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60, cwd=REPO
     )
     assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
 
 
+@pytest.mark.integration
 def test_hadolint_is_not_a_no_op(tmp_path: Path) -> None:
-    hadolint = require_tool("hadolint")
+    hadolint = require_tool("hadolint", ".ci/install-helm.sh")
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN pip install httpx\n")
     proc = subprocess.run([str(hadolint), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
@@ -93,7 +94,8 @@ def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
 
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
-    if find_tool("docker") is None or docker("info", check=False).returncode != 0:
+    require_tool("docker", ".ci/install-docker.sh")
+    if docker("info", check=False).returncode != 0:
         pytest.fail("no Docker engine answers: run .ci/install-docker.sh")
     if docker("image", "inspect", base_image(), check=False).returncode != 0:
         pytest.fail(f"base image {base_image()} missing: run .ci/install-docker.sh")
@@ -117,12 +119,6 @@ def containers() -> Iterator[list[str]]:
         docker("rm", "--force", name, check=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -132,21 +128,12 @@ def get(url: str) -> tuple[int, str]:
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except OSError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    """A container's endpoint can refuse connections while it starts: that counts as not yet."""
+    return support.wait_for(predicate, timeout, interval=0.5, what=what, ignore=(OSError,))
 
 
+@pytest.mark.integration
 @pytest.mark.docker
-@pytest.mark.skipif(not DOCKER_ENABLED, reason="set LETTA_EXPORTER_DOCKER_TESTS=1 (needs dockerd)")
 def test_image_metadata(image: str) -> None:
     config = json.loads(docker("image", "inspect", image, "--format", "{{json .Config}}").stdout)
     assert config["User"] == USER
@@ -159,8 +146,8 @@ def test_image_metadata(image: str) -> None:
     assert proc.stdout.strip() == f"letta-exporter {__version__}"
 
 
+@pytest.mark.integration
 @pytest.mark.docker
-@pytest.mark.skipif(not DOCKER_ENABLED, reason="set LETTA_EXPORTER_DOCKER_TESTS=1 (needs dockerd)")
 def test_image_carries_no_build_tools(image: str) -> None:
     script = (
         "for tool in gcc cc g++ make ld; do command -v $tool && exit 1; done; "
@@ -170,16 +157,16 @@ def test_image_carries_no_build_tools(image: str) -> None:
     assert proc.returncode == 0, f"build tools or build leftovers in the image: {proc.stdout}{proc.stderr}"
 
 
+@pytest.mark.integration
 @pytest.mark.docker
-@pytest.mark.skipif(not DOCKER_ENABLED, reason="set LETTA_EXPORTER_DOCKER_TESTS=1 (needs dockerd)")
 def test_missing_key_stops_with_one_line_and_exit_code_2(image: str) -> None:
     proc = docker("run", "--rm", "--network", "none", image, check=False)
     assert proc.returncode == 2
     assert "LETTA_API_KEY" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration
 @pytest.mark.docker
-@pytest.mark.skipif(not DOCKER_ENABLED, reason="set LETTA_EXPORTER_DOCKER_TESTS=1 (needs dockerd)")
 def test_demo_container_serves_metrics_as_non_root_on_a_read_only_root(
     image: str, containers: list[str]
 ) -> None:
@@ -253,8 +240,8 @@ def test_demo_container_serves_metrics_as_non_root_on_a_read_only_root(
         raise
 
 
+@pytest.mark.integration
 @pytest.mark.docker
-@pytest.mark.skipif(not DOCKER_ENABLED, reason="set LETTA_EXPORTER_DOCKER_TESTS=1 (needs dockerd)")
 def test_tls_and_basic_auth_from_a_mounted_web_config(
     image: str, containers: list[str], tmp_path: Path
 ) -> None:

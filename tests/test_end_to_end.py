@@ -9,11 +9,9 @@ import httpx
 import pytest
 
 from exporter.simulator import Faults, SimConfig, Simulator
-from tests.support import ExporterProcess, assert_matches_truth, runs_counted, select, wait_for
+from tests.support import ExporterProcess, assert_matches_truth, select, wait_for
 
 API_KEY = "sk-let-test-9f8e7d6c5b4a39281706"
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -58,11 +56,7 @@ def test_counts_equal_ground_truth_through_faults(faulty_sim: Simulator, tmp_pat
         assert sim.wait_idle(30)
         truth = sim.truth()
         assert len(truth) > 80
-        wait_for(
-            lambda: runs_counted(exporter.scrape()) >= len(truth), timeout=30, what="exporter to catch up"
-        )
-        time.sleep(1.0)  # a few more ticks: a double count would show now
-        samples = exporter.scrape()
+        samples = exporter.scrape_caught_up(len(truth), timeout=30)
         assert_matches_truth(samples, truth)
         assert select(samples, "letta_active_runs", ("status",)) == {}
 

@@ -1,13 +1,15 @@
 """The Helm chart (helm/letta-exporter), rendered by the real Helm binaries (Helm 3 and Helm 4 from
 .ci/install-helm.sh) and checked against the real schemas: kubernetes-validate --strict for the core
-objects, prometheus-operator's CRD schemas for ServiceMonitor/PodMonitor/PrometheusRule."""
+objects, prometheus-operator's CRD schemas for ServiceMonitor/PodMonitor/PrometheusRule.
+
+Integration tier: every test here drives Helm or the validators. The chart's files checked without
+them (values documentation, the dashboards and rules it carries) are in tests/test_chart_files.py."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,11 @@ from tests.helm_support import (
     REPO,
     env_map,
     exporter_container,
-    find_tool,
+    helm_binaries,
     of_kind,
     one,
     parent_chart,
     render,
-    require_tool,
     run_helm,
     template_args,
     validate_all,
@@ -37,8 +38,7 @@ from tests.helm_support import (
     validate_crd,
 )
 
-sys.path.insert(0, str(REPO / "helm"))
-import values_table
+pytestmark = pytest.mark.integration
 
 K8S_MAX = "1.37.0"
 CI_IDS = [path.name.removesuffix("-values.yaml") for path in CI_VALUES]
@@ -57,27 +57,7 @@ def deployment_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return one(docs, "Deployment")["spec"]["template"]["spec"]
 
 
-def helm_binaries() -> list[Path]:
-    helms = [require_tool("helm", "HELM")]
-    helm4 = find_tool("helm4", "HELM4")
-    if helm4 is None and os.environ.get("CI"):
-        pytest.fail("helm4 not installed: run .ci/install-helm.sh")
-    return helms + ([helm4] if helm4 else [])
-
-
 # --- lint and render every ci/ values file with both Helm majors ---------------------------------
-
-
-def test_ci_values_cover_the_matrix() -> None:
-    assert {
-        "default",
-        "existing-secret",
-        "monitoring",
-        "sidecar",
-        "sidecar-native",
-        "hardening-off",
-        "hardening-max",
-    } <= set(CI_IDS)
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
@@ -103,10 +83,7 @@ def test_template_validates_against_kubernetes_and_crd_schemas(values: Path) -> 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
 def test_helm3_and_helm4_render_the_same_objects(values: Path) -> None:
-    helms = helm_binaries()
-    if len(helms) < 2:
-        pytest.skip("helm4 not installed")
-    rendered = [render([values], helm=helm) for helm in helms]
+    rendered = [render([values], helm=helm) for helm in helm_binaries()]
     key = lambda doc: (doc["kind"], doc["metadata"]["name"])  # noqa: E731
     assert sorted(rendered[0], key=key) == sorted(rendered[1], key=key)
 
@@ -490,20 +467,6 @@ def test_pod_monitor_in_deployment_mode_selects_our_pod() -> None:
 # --- dashboards and rules: the chart carries exactly the repository's files ----------------------
 
 
-def test_chart_reads_the_repository_dashboards_and_rules() -> None:
-    """helm/letta-exporter/{dashboards,rules} are symlinks to the top-level directories (Helm reads
-    only files inside the chart); whatever they are, the chart must see exactly the same files."""
-    if not DASHBOARDS and not RULE_FILES:
-        pytest.skip("dashboards/ and rules/ do not exist yet")
-    for top, pattern in [("dashboards", "*.json"), ("rules", "*.rules.y*ml")]:
-        link = CHART / top
-        if link.is_symlink():
-            assert link.resolve() == (REPO / top).resolve(), f"{link} points elsewhere"
-        originals = {p.name: p.read_bytes() for p in (REPO / top).glob(pattern)}
-        seen = {p.name: p.read_bytes() for p in link.glob(pattern)}
-        assert seen == originals, f"the chart's {top}/ differs from the repository's"
-
-
 def test_dashboard_configmaps_carry_exactly_the_repository_json() -> None:
     if not DASHBOARDS:
         pytest.skip("dashboards/ does not exist yet")
@@ -700,21 +663,6 @@ def test_chart_versions_match_the_exporter() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__
     assert exporter_container(deployment_pod(render()))["image"] == f"letta-exporter:{__version__}"
-
-
-def test_values_are_documented_and_readme_table_is_current() -> None:
-    text = (CHART / "values.yaml").read_text(encoding="utf-8")
-    documented = values_table.documented_keys(text)
-    leaves = values_table.leaf_keys(yaml.safe_load(text))
-    undocumented = [p for p in leaves if not any(p == d or p.startswith(d + ".") for d in documented)]
-    assert not undocumented, "values without a '# --' comment"
-    readme = (CHART / "README.md").read_text(encoding="utf-8")
-    assert values_table.replace_table(readme, values_table.render_table()) == readme, (
-        "run: python helm/values_table.py --write"
-    )
-    schema = json.loads((CHART / "values.schema.json").read_text())
-    assert schema["additionalProperties"] is False
-    assert set(yaml.safe_load(text)) <= set(schema["properties"])
 
 
 def render_notes(tmp_path: Path, sets: list[str]) -> str:

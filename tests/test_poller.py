@@ -17,6 +17,7 @@ from tests.conftest import BOTH_CURSORS
 from tests.support import (
     assert_matches_truth,
     make_exporter,
+    poll_new_runs,
     registry_samples,
     run,
     runs_counted,
@@ -49,9 +50,7 @@ def test_burst_larger_than_a_page_is_counted_exactly(sim_factory) -> None:
 
     async def scenario():
         exporter = make_exporter(sim, page_size=10)
-        await exporter.poller.tick()
-        sim.burst(57)  # six pages
-        await settle(exporter, sim)
+        await poll_new_runs(exporter, sim, 57)  # six pages
         return exporter
 
     exporter = run(scenario())
@@ -215,9 +214,7 @@ def test_a_fresh_exporter_on_the_same_server_does_not_recount(sim_factory) -> No
 
     async def scenario():
         first = make_exporter(sim)
-        await first.poller.tick()
-        sim.burst(5)
-        await settle(first, sim)
+        await poll_new_runs(first, sim, 5)
         second = make_exporter(sim)  # a restart without a state file starts at "now"
         await ticks(second, 3)
         return first, second
@@ -383,6 +380,7 @@ def test_catching_up_five_thousand_runs_after_downtime_counts_each_once(sim_fact
         assert await asyncio.to_thread(sim.wait_idle, 60)
         second = make_exporter(sim, **lean)
         await second.poller.tick()  # one poll reads all fifty pages
+        await second.poller.settled()
         counted = runs_counted(registry_samples(second.registry))
         await ticks(second, 2)
         return second, counted

@@ -90,6 +90,7 @@ def drain(sim, **settings: object) -> tuple[float, float, float]:
 SERVER_LIMIT = 100  # requests/s, answered 429 with Retry-After past that
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_a_burst_drains_under_a_server_rate_limit_with_few_429s_and_no_loss(sim_factory) -> None:
     sim = sim_factory()
@@ -101,6 +102,7 @@ def test_a_burst_drains_under_a_server_rate_limit_with_few_429s_and_no_loss(sim_
     assert throttled <= 0.05 * answered, (throttled, answered)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_control_without_the_adaptive_rate_the_same_burst_meets_many_429s(sim_factory) -> None:
     sim = sim_factory()

@@ -1,18 +1,20 @@
 """The Prometheus rules in rules/: promtool accepts them, their unit tests pass, and every alert the
 issue asks for exists with a severity, a summary, a description and a non-trivial ``for:``.
 
-promtool comes from Debian's ``prometheus`` package (``.ci/install-prometheus.sh``).
+The promtool checks are the integration tier (marker ``integration``): promtool comes from Debian's
+``prometheus`` package (``.ci/install-prometheus.sh``), and a missing promtool fails them.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.support import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
@@ -32,11 +34,9 @@ EXPECTED_ALERTS = {
 }
 RECORD_NAME = re.compile(r"^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$")
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool not installed (Debian package 'prometheus'; run .ci/install-prometheus.sh)",
-)
+
+def promtool() -> str:
+    return str(require_tool("promtool", ".ci/install-prometheus.sh"))
 
 
 def _rules() -> list[dict]:
@@ -99,26 +99,26 @@ def test_thresholds_are_documented_in_the_rules_file_and_docs() -> None:
         assert name in docs, f"{name} missing from docs/dashboards.md"
 
 
-@needs_promtool
+@pytest.mark.integration
 def test_promtool_check_rules() -> None:
     result = subprocess.run(
-        [PROMTOOL, "check", "rules", *map(str, RULE_FILES)], capture_output=True, text=True, timeout=60
+        [promtool(), "check", "rules", *map(str, RULE_FILES)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
-@needs_promtool
+@pytest.mark.integration
 def test_promtool_rule_unit_tests_pass() -> None:
     # promtool resolves rule_files relative to the test file, so run from anywhere.
     result = subprocess.run(
-        [PROMTOOL, "test", "rules", *map(str, RULE_TESTS)], capture_output=True, text=True, timeout=120
+        [promtool(), "test", "rules", *map(str, RULE_TESTS)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout + result.stderr
 
 
-@needs_promtool
+@pytest.mark.integration
 def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path) -> None:
     """The unit tests are not vacuous: with LettaRunsStuck's threshold raised so it can no longer
     fire, and LettaApiErrorsHigh's lowered so the quiet instance fires too, promtool fails."""
@@ -136,7 +136,7 @@ def test_promtool_unit_tests_catch_a_broken_alert(tmp_path: Path) -> None:
     for path in RULE_TESTS:
         (tmp_path / "rules" / "tests" / path.name).write_text(path.read_text())
     result = subprocess.run(
-        [PROMTOOL, "test", "rules", *[str(tmp_path / "rules" / "tests" / p.name) for p in RULE_TESTS]],
+        [promtool(), "test", "rules", *[str(tmp_path / "rules" / "tests" / p.name) for p in RULE_TESTS]],
         capture_output=True,
         text=True,
         timeout=120,

@@ -7,6 +7,7 @@ write lag) are hit exactly and the file stays fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -25,44 +26,17 @@ import pytest
 
 from exporter.letta.models import Run, RunMetrics, Step, UsageStatistics
 from exporter.simulator import Faults, SimConfig, Simulator, TruthRun
+from tests.support import QUICK, FakeClock
 
-REAL = Path("/work/shared/letta-api/real")
+REAL = Path(__file__).resolve().parent / "fixtures" / "letta-real"
 ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN_ID = "run-00000000-0000-4000-8000-000000000000"
-# No lags, short runs: tests that want the quirks switch them on.
-TIDY = dict(duration_range=(0.05, 0.3), late_visibility_fraction=0.0, write_lag_fraction=0.0)
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_800_000_000.123456) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make_sim() -> Iterator[Callable[..., Simulator]]:
-    started: list[Simulator] = []
-
-    def make(clock: FakeClock | None = None, faults: Faults | None = None, **config: Any) -> Simulator:
-        options = {"seed": 3, "agents": 4, **TIDY, **config}
-        kwargs = {"clock": clock} if clock is not None else {}
-        sim = Simulator(SimConfig(**options), faults, **kwargs).start(host="127.0.0.1", port=0)
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+def sim_factory(sim_factory: Callable[..., Simulator]) -> Callable[..., Simulator]:
+    """The suite's ``sim_factory`` (conftest.py) with this file's world: seed 3, four agents."""
+    return functools.partial(sim_factory, seed=3, agents=4)
 
 
 @pytest.fixture
@@ -144,8 +118,8 @@ def assert_same_shape(kind: str, captured: list[dict[str, Any]], simulated: list
                 assert json_type(value) in allowed[key] | {"null"}, f"{kind}.{key}: {json_type(value)}"
 
 
-def test_every_body_has_the_captured_keys_and_types(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_every_body_has_the_captured_keys_and_types(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     ids = sim.add_history(200, max_age_seconds=3600)
     client = client_for(sim)
 
@@ -182,8 +156,8 @@ def test_every_body_has_the_captured_keys_and_types(make_sim, client_for, clock)
         Step.model_validate(body)
 
 
-def test_timestamps_and_durations_carry_the_real_quirks(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_timestamps_and_durations_carry_the_real_quirks(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     sim.burst(30)
     finished(sim, clock)
     client = client_for(sim)
@@ -208,8 +182,8 @@ def test_timestamps_and_durations_carry_the_real_quirks(make_sim, client_for, cl
 # -- lifecycle ---------------------------------------------------------------------------------------
 
 
-def test_status_moves_from_created_to_running_to_terminal(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, duration_range=(1.0, 1.0))
+def test_status_moves_from_created_to_running_to_terminal(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, duration_range=(1.0, 1.0))
     (run_id,) = sim.burst(1)
     client = client_for(sim)
     seen = []
@@ -230,8 +204,8 @@ def test_status_moves_from_created_to_running_to_terminal(make_sim, client_for, 
     assert client.get(f"/v1/runs/{run_id}/usage").json()["total_tokens"] >= 0
 
 
-def test_runs_become_visible_late_and_out_of_created_at_order(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, late_visibility_fraction=0.5, late_visibility_max=1.0)
+def test_runs_become_visible_late_and_out_of_created_at_order(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, late_visibility_fraction=0.5, late_visibility_max=1.0)
     ids = sim.burst(40)
     clock.advance(0.01)
     ids += sim.burst(40)
@@ -252,8 +226,8 @@ def test_runs_become_visible_late_and_out_of_created_at_order(make_sim, client_f
     assert visible == set(ids)
 
 
-def test_terminal_runs_are_listed_before_their_duration_is_written(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, duration_range=(0.2, 0.2), write_lag_fraction=1.0, write_lag_max=0.5)
+def test_terminal_runs_are_listed_before_their_duration_is_written(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, duration_range=(0.2, 0.2), write_lag_fraction=1.0, write_lag_max=0.5)
     ids = sim.burst(5)
     client = client_for(sim)
     clock.advance(0.2001)
@@ -274,8 +248,8 @@ def test_terminal_runs_are_listed_before_their_duration_is_written(make_sim, cli
         assert metrics["num_steps"] == truth[run["id"]].num_steps
 
 
-def test_stuck_runs_stay_running_until_released(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_stuck_runs_stay_running_until_released(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     stuck = sim.add_stuck(3)
     clock.advance(60)
     client = client_for(sim)
@@ -291,8 +265,8 @@ def test_stuck_runs_stay_running_until_released(make_sim, client_for, clock) -> 
     assert client.get("/v1/runs/active").json() == []
 
 
-def test_deleted_runs_answer_404_and_leave_truth(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_deleted_runs_answer_404_and_leave_truth(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     ids = sim.burst(4)
     finished(sim, clock)
     gone = ids[1]
@@ -308,8 +282,8 @@ def test_deleted_runs_answer_404_and_leave_truth(make_sim, client_for, clock) ->
     assert after.get(outcome, 0) == before[outcome] - 1
 
 
-def test_generated_runs_follow_the_rate_and_finish(make_sim) -> None:
-    sim = make_sim(runs_per_second=100, duration_range=(0.02, 0.05))
+def test_generated_runs_follow_the_rate_and_finish(sim_factory) -> None:
+    sim = sim_factory(runs_per_second=100, duration_range=(0.02, 0.05))
     time.sleep(0.3)
     sim.set_rate(0)
     assert sim.wait_idle(5.0)
@@ -332,8 +306,8 @@ RUN_LIST_SIDES = {"spec": SPEC_SIDES, "letta-0.16.8": REVERSED_SIDES}
 
 
 @pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_run_list_cursors_mean_what_the_server_they_stand_for_says(make_sim, client_for, clock, semantics):
-    sim = make_sim(clock, cursor_semantics=semantics)
+def test_run_list_cursors_mean_what_the_server_they_stand_for_says(sim_factory, client_for, clock, semantics):
+    sim = sim_factory(clock, cursor_semantics=semantics)
     sim.add_history(9, max_age_seconds=100)
     client = client_for(sim)
     oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
@@ -345,8 +319,8 @@ def test_run_list_cursors_mean_what_the_server_they_stand_for_says(make_sim, cli
         assert got == (expected if order == "asc" else expected[::-1]), (order, param)
 
 
-def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, cursor_semantics="letta-0.16.8")
+def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, cursor_semantics="letta-0.16.8")
     sim.add_history(10, max_age_seconds=100)
     client = client_for(sim)
     oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
@@ -355,8 +329,8 @@ def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(make_sim, cl
 
 
 @pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_steps_list_cursors_follow_the_spec_on_both(make_sim, client_for, clock, semantics) -> None:
-    sim = make_sim(clock, cursor_semantics=semantics)
+def test_steps_list_cursors_follow_the_spec_on_both(sim_factory, client_for, clock, semantics) -> None:
+    sim = sim_factory(clock, cursor_semantics=semantics)
     sim.add_history(40, max_age_seconds=100)
     client = client_for(sim)
     runs = client.get("/v1/runs/", params={"limit": 1000}).json()
@@ -377,8 +351,8 @@ def test_steps_list_cursors_follow_the_spec_on_both(make_sim, client_for, clock,
 
 
 @pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_paging_a_burst_returns_every_run_exactly_once(make_sim, client_for, clock, semantics) -> None:
-    sim = make_sim(clock, cursor_semantics=semantics)
+def test_paging_a_burst_returns_every_run_exactly_once(sim_factory, client_for, clock, semantics) -> None:
+    sim = sim_factory(clock, cursor_semantics=semantics)
     ids = sim.burst(130)  # one created_at for all: ordering falls back to the id
     finished(sim, clock)
     client = client_for(sim)
@@ -393,8 +367,8 @@ def test_paging_a_burst_returns_every_run_exactly_once(make_sim, client_for, clo
     assert client.get("/v1/runs/", params={"before": UNKNOWN_ID}).json() == client.get("/v1/runs/").json()
 
 
-def test_filters(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_filters(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     sim.add_history(300, max_age_seconds=600)
     truth = sim.truth()
     client = client_for(sim)
@@ -421,9 +395,9 @@ def test_filters(make_sim, client_for, clock) -> None:
     "name",
     ["bad_limit0", "bad_limit5000", "bad_order_sideways", "bad_stop_reason_bogus", "bad_statuses_bogus"],
 )
-def test_bad_queries_answer_exactly_as_captured(make_sim, client_for, name) -> None:
+def test_bad_queries_answer_exactly_as_captured(sim_factory, client_for, name) -> None:
     real = capture(name)
-    response = client_for(make_sim()).get(real["path"], params=real["query"])
+    response = client_for(sim_factory()).get(real["path"], params=real["query"])
     assert response.status_code == real["status"]
     assert response.headers["content-type"] == "application/json"
     assert response.json() == real["body"]
@@ -432,14 +406,14 @@ def test_bad_queries_answer_exactly_as_captured(make_sim, client_for, name) -> N
 @pytest.mark.parametrize(
     "name", ["unknown_run", "unknown_run_metrics", "unknown_run_usage", "unknown_run_steps"]
 )
-def test_unknown_runs_answer_404_exactly_as_captured(make_sim, client_for, name) -> None:
+def test_unknown_runs_answer_404_exactly_as_captured(sim_factory, client_for, name) -> None:
     real = capture(name)
-    response = client_for(make_sim()).get(real["path"])
+    response = client_for(sim_factory()).get(real["path"])
     assert (response.status_code, response.json()) == (404, real["body"])
 
 
-def test_trace_is_501_for_every_run(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_trace_is_501_for_every_run(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     (run_id,) = sim.burst(1)
     finished(sim, clock)
     client = client_for(sim)
@@ -449,8 +423,8 @@ def test_trace_is_501_for_every_run(make_sim, client_for, clock) -> None:
         assert (response.status_code, response.json()) == (501, real["body"])
 
 
-def test_other_methods_get_405_and_are_recorded(make_sim, client_for) -> None:
-    sim = make_sim()
+def test_other_methods_get_405_and_are_recorded(sim_factory, client_for) -> None:
+    sim = sim_factory()
     client = client_for(sim)
     for method in ("POST", "DELETE", "PATCH"):
         response = client.request(method, "/v1/runs/", content=b"{}")
@@ -465,8 +439,8 @@ def test_other_methods_get_405_and_are_recorded(make_sim, client_for) -> None:
     ]
 
 
-def test_agents(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_agents(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     sim.burst(20)
     finished(sim, clock)
     client = client_for(sim)
@@ -484,8 +458,8 @@ def test_agents(make_sim, client_for, clock) -> None:
 # -- faults and auth --------------------------------------------------------------------------------
 
 
-def test_faults_fire_and_can_be_changed_while_running(make_sim, client_for) -> None:
-    sim = make_sim(faults=Faults(rate_429=1.0, retry_after=0.25))
+def test_faults_fire_and_can_be_changed_while_running(sim_factory, client_for) -> None:
+    sim = sim_factory(faults=Faults(rate_429=1.0, retry_after=0.25))
     client = client_for(sim)
     for _ in range(10):
         response = client.get("/v1/runs/")
@@ -514,8 +488,8 @@ def test_faults_fire_and_can_be_changed_while_running(make_sim, client_for) -> N
     assert client.get("/v1/runs/").status_code == 200
 
 
-def test_fault_rates_are_honoured(make_sim, client_for) -> None:
-    sim = make_sim(faults=Faults(rate_429=0.2, rate_500=0.1, rate_502=0.1))
+def test_fault_rates_are_honoured(sim_factory, client_for) -> None:
+    sim = sim_factory(faults=Faults(rate_429=0.2, rate_500=0.1, rate_502=0.1))
     client = client_for(sim)
     codes = Counter(client.get("/v1/health/").status_code for _ in range(400))
     assert 50 <= codes[429] <= 110
@@ -526,8 +500,8 @@ def test_fault_rates_are_honoured(make_sim, client_for) -> None:
     assert client.get("/").status_code == 404
 
 
-def test_api_key_is_required_when_set(make_sim, client_for) -> None:
-    sim = make_sim(api_key="s3cret")
+def test_api_key_is_required_when_set(sim_factory, client_for) -> None:
+    sim = sim_factory(api_key="s3cret")
     assert client_for(sim).get("/v1/runs/").status_code == 401
     wrong = client_for(sim, headers={"Authorization": "Bearer nope"})
     assert wrong.get("/v1/runs/").status_code == 401
@@ -539,8 +513,8 @@ def test_api_key_is_required_when_set(make_sim, client_for) -> None:
 # -- ground truth --------------------------------------------------------------------------------------
 
 
-def test_truth_matches_what_the_api_reports(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, late_visibility_fraction=0.3, write_lag_fraction=0.5)
+def test_truth_matches_what_the_api_reports(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, late_visibility_fraction=0.3, write_lag_fraction=0.5)
     sim.burst(60)
     sim.add_history(60, max_age_seconds=300)
     finished(sim, clock)
@@ -597,8 +571,8 @@ def assert_enrichment_matches(client: httpx.Client, run: TruthRun) -> None:
         assert len({step.trace_id for step in run.steps}) == 1
 
 
-def test_steps_paginate_with_step_cursors(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock)
+def test_steps_paginate_with_step_cursors(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
     sim.add_history(60, max_age_seconds=60)
     run = max(sim.truth(), key=lambda r: r.num_steps)
     assert run.num_steps >= 4
@@ -616,8 +590,8 @@ def test_steps_paginate_with_step_cursors(make_sim, client_for, clock) -> None:
     assert [s["id"] for s in before_last] == expected[:-1]
 
 
-def test_outcome_mix_is_realistic(make_sim, clock) -> None:
-    sim = make_sim(clock, unknown_stop_reason_fraction=0.05)
+def test_outcome_mix_is_realistic(sim_factory, clock) -> None:
+    sim = sim_factory(clock, unknown_stop_reason_fraction=0.05)
     sim.add_history(3000, max_age_seconds=3600)
     truth = sim.truth()
     outcomes = Counter((run.status, run.stop_reason) for run in truth)
@@ -653,7 +627,7 @@ def test_outcome_mix_is_realistic(make_sim, clock) -> None:
 def test_same_seed_same_world() -> None:
     def world_ids(seed: int) -> list[tuple[str, str, str | None, int]]:
         clock = FakeClock()
-        sim = Simulator(SimConfig(seed=seed, **TIDY), clock=clock)  # never started: no server needed
+        sim = Simulator(SimConfig(seed=seed, **QUICK), clock=clock)  # never started: no server needed
         sim.burst(20)
         sim.add_history(20, 100)
         clock.advance(5)
@@ -663,8 +637,8 @@ def test_same_seed_same_world() -> None:
     assert world_ids(1) != world_ids(2)
 
 
-def test_retention_bounds_memory_while_totals_keep_counting(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, runs_per_second=200, retention_seconds=2.0)
+def test_retention_bounds_memory_while_totals_keep_counting(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, runs_per_second=200, retention_seconds=2.0)
     sizes = []
     for _ in range(100):  # 10 s of simulated time
         clock.advance(0.1)
@@ -679,8 +653,8 @@ def test_retention_bounds_memory_while_totals_keep_counting(make_sim, client_for
     assert Run.model_validate(oldest).created_at.timestamp() >= clock.now - 3.5
 
 
-def test_stop_closes_even_kept_alive_connections(make_sim, client_for) -> None:
-    sim = make_sim()
+def test_stop_closes_even_kept_alive_connections(sim_factory, client_for) -> None:
+    sim = sim_factory()
     client = client_for(sim)
     assert client.get("/v1/health/").status_code == 200
     sim.stop()
@@ -720,8 +694,8 @@ OTEL_COLUMNS = (
 )  # fmt: skip
 
 
-def test_trace_rows_are_shaped_like_clickhouse_otel_traces(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, trace_mode="rows")
+def test_trace_rows_are_shaped_like_clickhouse_otel_traces(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, trace_mode="rows")
     sim.burst(60)
     finished(sim, clock)
     client = client_for(sim)
@@ -775,12 +749,12 @@ def test_trace_rows_are_shaped_like_clickhouse_otel_traces(make_sim, client_for,
     assert client.get(f"/v1/runs/{UNKNOWN_ID}/trace").status_code == 404
 
 
-def test_trace_rows_are_empty_in_flight_and_in_empty_mode(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, trace_mode="rows")
+def test_trace_rows_are_empty_in_flight_and_in_empty_mode(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, trace_mode="rows")
     (run_id,) = sim.add_stuck(1)
     client = client_for(sim)
     assert client.get(f"/v1/runs/{run_id}/trace").json() == []
-    empty = make_sim(clock, trace_mode="empty")
+    empty = sim_factory(clock, trace_mode="empty")
     empty.burst(10)
     finished(empty, clock)
     client = client_for(empty)
@@ -789,8 +763,8 @@ def test_trace_rows_are_empty_in_flight_and_in_empty_mode(make_sim, client_for, 
         assert run.trace_rows == ()
 
 
-def test_ttft_can_live_in_the_trace_only(make_sim, client_for, clock) -> None:
-    sim = make_sim(clock, trace_mode="rows", ttft_in_trace_only=True)
+def test_ttft_can_live_in_the_trace_only(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, trace_mode="rows", ttft_in_trace_only=True)
     sim.burst(40)
     finished(sim, clock)
     client = client_for(sim)

@@ -14,9 +14,10 @@ import pytest
 
 from exporter.simulator import Faults, SimConfig, Simulator
 from tests.conftest import BOTH_CURSORS
-from tests.support import ExporterProcess, assert_matches_truth, runs_counted, wait_for
+from tests.support import ExporterProcess, assert_matches_truth, wait_for
 
-pytestmark = pytest.mark.slow
+# Pure, but tens of seconds long: part of the integration tier (scripts/test.sh), not of plain pytest.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TRAFFIC_SECONDS = 40.0
 
@@ -31,20 +32,9 @@ def test_sigkill_restarts_under_every_fault_lose_and_double_count_nothing(tmp_pa
                        cursor_semantics=cursor_semantics)  # fmt: skip
     sim = Simulator(config, faults=faults).start(host="127.0.0.1", port=0)
     state_file = tmp_path / "state.json"
-    args = [
-        "--poll-interval",
-        "0.3",
-        "--discovery-overlap",
-        "5",
-        "--max-retries",
-        "5",
-        "--max-requests-per-second",
-        "0",
-        "--state-file",
-        str(state_file),
-        "--page-size",
-        "10",
-    ]  # fmt: skip  (runs made while it is down span several pages)
+    # Page size 10: the runs made while the exporter is down span several pages.
+    args = ["--poll-interval", "0.3", "--discovery-overlap", "5", "--max-retries", "5", "--page-size",
+            "10", "--max-requests-per-second", "0", "--state-file", str(state_file)]  # fmt: skip
     env = {"LETTA_BASE_URL": sim.base_url}
     exporter = ExporterProcess(tmp_path, args, env=env).start()
     kills = 0
@@ -70,11 +60,7 @@ def test_sigkill_restarts_under_every_fault_lose_and_double_count_nothing(tmp_pa
         assert sim.wait_idle(30)
         truth = sim.truth()
         assert len(truth) > 300
-        wait_for(
-            lambda: runs_counted(exporter.scrape()) >= len(truth), timeout=60, what="exporter to catch up"
-        )
-        time.sleep(1.5)  # more polls: a double count would show now
-        samples = exporter.scrape()
+        samples = exporter.scrape_caught_up(len(truth), timeout=60, then=1.5)
         assert_matches_truth(samples, truth)
     finally:
         exporter.stop()

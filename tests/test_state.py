@@ -10,7 +10,14 @@ import pytest
 
 from exporter.state import STATE_VERSION, StateFile
 from tests.conftest import BOTH_CURSORS
-from tests.support import assert_matches_truth, make_exporter, registry_samples, runs_counted, settle
+from tests.support import (
+    assert_matches_truth,
+    make_exporter,
+    poll_new_runs,
+    registry_samples,
+    runs_counted,
+    settle,
+)
 
 
 def test_save_is_atomic_and_versioned(tmp_path, monkeypatch) -> None:
@@ -37,9 +44,7 @@ def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_fa
 
     async def scenario():
         first = make_exporter(sim, state_file=state_file, page_size=10)
-        await first.poller.tick()
-        sim.burst(8)
-        await settle(first, sim)
+        await poll_new_runs(first, sim, 8)
         stuck = sim.add_stuck(2)
         await asyncio.sleep(0.2)
         await first.poller.tick()
@@ -70,9 +75,7 @@ def test_crash_mid_tick_redoes_the_tick_without_double_counting(sim_factory, tmp
 
     async def scenario():
         first = make_exporter(sim, state_file=state_file)
-        await first.poller.tick()
-        sim.burst(5)
-        await settle(first, sim)
+        await poll_new_runs(first, sim, 5)
         saved = json.loads(state_file.read_text())
         sim.burst(4)
         assert await asyncio.to_thread(sim.wait_idle, 20)
@@ -131,9 +134,7 @@ def test_changed_buckets_refuse_the_old_counts_whole(sim_factory, tmp_path) -> N
 
     async def scenario():
         first = make_exporter(sim, state_file=state_file)
-        await first.poller.tick()
-        sim.burst(3)
-        await settle(first, sim)
+        await poll_new_runs(first, sim, 3)
         await first.client.aclose()
 
     asyncio.run(scenario())

@@ -1,7 +1,9 @@
 """End to end through a real OpenTelemetry collector: the exporter process, polling the simulator
 with trace storage, sends over OTLP to ``rotel`` (PyPI ``rotel``: a collector binary, OTLP gRPC and
 HTTP in, OTLP out), which forwards to an OTLP/gRPC receiver; trace, span and parent IDs arrive
-intact. Then SIGTERM: the process flushes and exits within 5 s."""
+intact. Then SIGTERM: the process flushes and exits within 5 s.
+
+Integration tier: when the rotel binary is missing or does not run here, the tests fail."""
 
 from __future__ import annotations
 
@@ -16,49 +18,50 @@ import pytest
 
 from exporter.simulator import SimConfig, Simulator
 from exporter.traces.synth import derived_id
-from tests.conftest import QUICK
 from tests.otlp_receivers import GrpcReceiver, Rotel, rotel_binary
-from tests.support import ExporterProcess, wait_for
+from tests.support import QUICK, ExporterProcess, wait_for
 
-ROTEL = rotel_binary()
+pytestmark = pytest.mark.integration
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        ROTEL is None,
-        reason="the rotel collector binary is not available or does not run here: 'pip install rotel' "
-        "(wheels exist for Linux with glibc >= 2.34 on x86_64/arm64, and macOS)",
-    ),
-]
+
+def require_rotel() -> Path:
+    binary = rotel_binary()
+    if binary is None:
+        pytest.fail(
+            "the rotel collector binary is not available or does not run here: 'pip install rotel' "
+            "(wheels exist for Linux with glibc >= 2.34 on x86_64/arm64, and macOS)"
+        )
+    return binary
 
 
 @contextlib.contextmanager
 def chain(tmp_path: Path, config: SimConfig, protocol: str, **env: str) -> Iterator[Chain]:
     """Simulator → exporter process → rotel → receiver, all on loopback, all stopped afterwards."""
-    assert ROTEL is not None
-    receiver = GrpcReceiver().start()
-    rotel = Rotel(ROTEL, receiver.endpoint, tmp_path).start()
-    sim = Simulator(config).start(host="127.0.0.1", port=0)
-    port = rotel.http_port if protocol == "http/protobuf" else rotel.grpc_port
-    exporter = ExporterProcess(
-        tmp_path,
-        ["--poll-interval", "0.3", "--max-requests-per-second", "0", "--discovery-overlap", "5"],
-        env={
-            "LETTA_BASE_URL": sim.base_url,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            **env,
-        },
-    )
-    try:
+    binary = require_rotel()
+    with contextlib.ExitStack() as started:  # whatever fails half-way, all that started is stopped
+        receiver = GrpcReceiver()
+        started.callback(receiver.stop)
+        receiver.start()
+        rotel = Rotel(binary, receiver.endpoint, tmp_path)
+        started.callback(rotel.stop)
+        rotel.start()
+        sim = Simulator(config).start(host="127.0.0.1", port=0)
+        started.callback(sim.stop)
+        port = rotel.http_port if protocol == "http/protobuf" else rotel.grpc_port
+        exporter = ExporterProcess(
+            tmp_path,
+            ["--poll-interval", "0.3", "--max-requests-per-second", "0", "--discovery-overlap", "5"],
+            env={
+                "LETTA_BASE_URL": sim.base_url,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                **env,
+            },
+        )
+        started.callback(exporter.stop)
         exporter.start()
         yield Chain(sim, exporter, rotel, receiver)
-    finally:
-        exporter.stop()
-        rotel.stop()
-        sim.stop()
-        receiver.stop()
 
 
 @dataclass

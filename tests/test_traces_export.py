@@ -28,6 +28,7 @@ from tests.support import (
     ExporterProcess,
     assert_matches_truth,
     make_exporter,
+    poll_new_runs,
     registry_samples,
     run,
     runs_counted,
@@ -36,9 +37,6 @@ from tests.support import (
     ticks,
     wait_for,
 )
-
-pytestmark = pytest.mark.slow
-
 
 # -- fixtures ----------------------------------------------------------------------------------------
 
@@ -105,9 +103,7 @@ def counted(
 
     async def scenario() -> Exporter:
         exporter = exporters(sim, **settings)
-        await exporter.poller.tick()
-        sim.burst(count)
-        await settle(exporter, sim, expected=count)
+        await poll_new_runs(exporter, sim, count)
         if flush_after:
             await flush(exporter)
         return exporter

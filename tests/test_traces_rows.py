@@ -22,6 +22,7 @@ from exporter.traces.rows import (
     ttft_ns_from_rows,
 )
 from exporter.traces.spans import DEFAULT_VALUE_LENGTH, AttributePolicy, attribute_value
+from tests.support import QUICK, FakeClock
 
 OPEN = AttributePolicy(max_value_length=None)  # nothing denied, nothing cut
 TRACE = "4BF92F3577B34DA6A3CE929D0E0E4736"
@@ -71,9 +72,8 @@ def convert(rows: list[dict[str, Any]], policy: AttributePolicy = OPEN, **kwargs
 
 
 def test_simulated_rows_convert_to_exactly_the_spans_they_mean() -> None:
-    clock = FakeClock()
-    sim = Simulator(SimConfig(seed=5, agents=3, trace_mode="rows", duration_range=(0.05, 0.3),
-                              late_visibility_fraction=0.0, write_lag_fraction=0.0), clock=clock)  # fmt: skip
+    clock = FakeClock(1_800_000_000.25)
+    sim = Simulator(SimConfig(seed=5, agents=3, trace_mode="rows", **QUICK), clock=clock)
     sim.burst(40)
     clock.now += 5
     traced = [run for run in sim.truth() if run.trace_rows]
@@ -107,14 +107,6 @@ def test_simulated_rows_convert_to_exactly_the_spans_they_mean() -> None:
             assert dict(span.resource.attributes) == truth.resource
             assert span.instrumentation_scope is not None
             assert (span.instrumentation_scope.name, span.instrumentation_scope.version or "") == truth.scope
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.25
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- columns ---------------------------------------------------------------------------------------

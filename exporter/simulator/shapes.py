@@ -1,6 +1,6 @@
 """JSON bodies with exactly the keys, types and quirks of a real Letta 0.16.8 server's answers.
 
-Reference: the captures in /work/shared/letta-api/real/. Every key the capture has is present here,
+Reference: the captures in tests/fixtures/letta-real/. Every key the capture has is present here,
 null where the capture has null, and the serialisation quirks are kept on purpose (naive
 ``completed_at``, ``total_duration_ns`` only on the list, 422 details as Python reprs).
 """

@@ -1,20 +1,22 @@
 """Helpers for tests/test_helm.py: the real Helm binaries, rendering, and validation of what they
 render against the Kubernetes schemas (kubernetes-validate, strict) and prometheus-operator's CRD
 schemas (cloudcoil-models-prometheus-operator, generated from the CRDs; strict by a round trip that
-catches fields the CRD does not know). The tools come from .ci/install-helm.sh."""
+catches fields the CRD does not know). The tools come from .ci/install-helm.sh; a missing one fails
+the test (these are integration tests)."""
 
 from __future__ import annotations
 
-import os
+import importlib
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.support import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "letta-exporter"
@@ -35,32 +37,26 @@ K8S_MIN = "1.25.0"
 K8S_MIN_NATIVE_SIDECAR = "1.29.0"
 
 
-def find_tool(name: str, env: str | None = None) -> Path | None:
-    """A tool from $<env>, the venv's bin directory (where .ci/install-helm.sh puts it), or PATH."""
-    if env and os.environ.get(env):
-        return Path(os.environ[env])
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return candidate
-    found = shutil.which(name)
-    return Path(found) if found else None
+INSTALLER = ".ci/install-helm.sh"
 
 
-def require_tool(name: str, env: str | None = None) -> Path:
-    """The tool, or a skip on a developer machine without it; in CI (CI set) a missing tool fails."""
-    tool = find_tool(name, env)
-    if tool is None:
-        message = f"{name} not installed: run .ci/install-helm.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return tool
+def helm_binaries() -> list[Path]:
+    """Helm 3 ($HELM or helm) and Helm 4 ($HELM4 or helm4)."""
+    return [require_tool("helm", INSTALLER, "HELM"), require_tool("helm4", INSTALLER, "HELM4")]
+
+
+def require_module(name: str) -> Any:
+    """A validation library .ci/install-helm.sh installs into the venv; missing, the test fails."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pytest.fail(f"{name} is not installed: run {INSTALLER}")
 
 
 def run_helm(
     args: Sequence[str], helm: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess:
-    helm = helm or require_tool("helm", "HELM")
+    helm = helm or require_tool("helm", INSTALLER, "HELM")
     proc = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
@@ -124,7 +120,7 @@ def env_map(container: dict[str, Any]) -> dict[str, Any]:
 
 def validate_core(doc: dict[str, Any], versions: Iterable[str]) -> None:
     """kubernetes-validate --strict against each Kubernetes version; raises on any problem."""
-    import kubernetes_validate
+    kubernetes_validate = require_module("kubernetes_validate")
 
     for version in versions:
         try:
@@ -157,8 +153,9 @@ def _unknown_fields(given: Any, kept: Any, path: str = "") -> list[str]:
 def validate_crd(doc: dict[str, Any]) -> None:
     """Validate a ServiceMonitor/PodMonitor/PrometheusRule against prometheus-operator's CRD schema
     (types, enums, patterns, required fields) and reject fields the CRD does not define."""
-    from cloudcoil.models.prometheus_operator import v1
     from pydantic import ValidationError
+
+    v1 = require_module("cloudcoil.models.prometheus_operator.v1")
 
     assert doc["apiVersion"] == "monitoring.coreos.com/v1", doc["apiVersion"]
     model = getattr(v1, doc["kind"])
