@@ -263,7 +263,10 @@ class ExporterProcess:
 
 def make_exporter(sim, **settings: object) -> Exporter:
     """An in-process exporter against ``sim``; tests drive ``exporter.poller.tick()`` themselves."""
-    base = dict(base_url=sim.base_url, max_requests_per_second=0, discovery_overlap=5, page_size=50)
+    # poll_interval sets how soon a run comes back after a failed read or for late data; tests tick
+    # the poller themselves, quickly.
+    base = dict(base_url=sim.base_url, max_requests_per_second=0, discovery_overlap=5, page_size=50,
+                poll_interval=0.3)  # fmt: skip
     return build_exporter(Settings(**{**base, **settings}))
 
 

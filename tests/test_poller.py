@@ -79,6 +79,7 @@ def test_runs_visible_late_with_older_created_at_are_not_missed(sim_factory) -> 
     assert_matches_truth(samples, truth)
 
 
+@pytest.mark.integration  # long real-time run: the full run's, to keep plain pytest quick
 def test_without_the_overlap_window_late_runs_would_be_missed(sim_factory) -> None:
     """The control for the test above: it shows the overlap window is what finds late runs."""
     sim = sim_factory(late_visibility_fraction=0.5, late_visibility_max=1.0)
@@ -224,6 +225,7 @@ def test_a_fresh_exporter_on_the_same_server_does_not_recount(sim_factory) -> No
     assert runs_counted(registry_samples(second.registry)) == 0
 
 
+@pytest.mark.integration  # long real-time run: the full run's, to keep plain pytest quick
 def test_finalised_set_stays_bounded_over_a_long_run(sim_factory) -> None:
     sim = sim_factory()
 

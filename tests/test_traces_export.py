@@ -381,6 +381,7 @@ def test_bad_otel_settings_stop_start_up_with_one_line(otel, monkeypatch) -> Non
 # -- a collector that is down, slow or a black hole ----------------------------------------------
 
 
+@pytest.mark.integration  # long real-time run: the full run's, to keep plain pytest quick
 def test_collector_down_then_back(sim_factory, otel, receivers, exporters) -> None:
     receiver = receivers("grpc")
     port = receiver.port
@@ -485,6 +486,7 @@ def test_shutdown_is_bounded_and_counts_what_was_left(sim_factory, otel, exporte
         assert 0 < in_flight <= 5
 
 
+@pytest.mark.integration  # long real-time run: the full run's, to keep plain pytest quick
 def test_sigterm_with_a_hanging_collector_still_stops_within_five_seconds(sim_factory, tmp_path) -> None:
     sim = sim_factory(trace_mode="rows")
     with black_hole() as port:
