@@ -40,6 +40,9 @@ class SimConfig:
     # order. "letta-0.16.8": the real server's cursor helper, where with order=asc the meanings swap
     # (after=X lists EARLIER runs), which is why order=asc&after=<oldest> came back empty there.
     cursor_semantics: str = "created_at"
+    # Stop generating runs (the arrival rate) after this many; None = no limit. Bursts, history and
+    # stuck runs do not count. A fixed workload whose truth a test can wait for from outside.
+    max_runs: int | None = None
 
     def __post_init__(self) -> None:
         low, high = self.duration_range
@@ -53,6 +56,8 @@ class SimConfig:
             raise ValueError(f"trace_mode must be one of {TRACE_MODES}, got {self.trace_mode!r}")
         if self.cursor_semantics not in CURSOR_SEMANTICS:
             raise ValueError(f"cursor_semantics must be one of {CURSOR_SEMANTICS}")
+        if self.max_runs is not None and self.max_runs < 0:
+            raise ValueError("max_runs must not be negative")
         if self.retention_seconds is not None and self.retention_seconds <= 0:
             raise ValueError("retention_seconds must be positive")
         for name in ("late_visibility_fraction", "write_lag_fraction", "unknown_stop_reason_fraction"):
