@@ -801,8 +801,11 @@ def test_notes_tell_how_to_reach_metrics(tmp_path: Path) -> None:
     assert f"http://{FULLNAME}.{NAMESPACE}.svc:8284/metrics" in notes
     assert "WARNING: no API key" in notes  # Letta Cloud without a key
     assert "monitoring.coreos.com/v1 API was not found" in notes
-    notes = render_notes(tmp_path, ["letta.existingSecret=k"])
-    assert "WARNING" not in notes
+    assert "image letta-exporter:0.1.0 is not published" in notes
+    assert "docker build -t <registry>/letta-exporter:0.1.0 ." in notes
+    assert "--set image.repository=<registry>/letta-exporter" in notes
+    notes = render_notes(tmp_path, ["letta.existingSecret=k", "image.repository=registry.example.com/le"])
+    assert "WARNING" not in notes and "not published" not in notes
     notes = render_notes(tmp_path, ["mode=sidecar", "letta.baseUrl=http://localhost:8283"])
     assert "letta-exporter.sidecar.containers" in notes and "WARNING" not in notes
 
