@@ -16,6 +16,10 @@ done
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   export LETTA_EXPORTER_DOCKER_TESTS=${LETTA_EXPORTER_DOCKER_TESTS:-1}
 fi
+# The live Kubernetes tests need the image too, and the cluster that .ci/install-k8s.sh built.
+if [ "${LETTA_EXPORTER_DOCKER_TESTS:-}" = 1 ] && [ -s "${LETTA_EXPORTER_K8S_HOME:-/var/tmp/letta-exporter-k8s}/bin/kubelet" ]; then
+  export LETTA_EXPORTER_K8S_TESTS=${LETTA_EXPORTER_K8S_TESTS:-1}
+fi
 
 echo "== lint"
 .venv/bin/ruff check .

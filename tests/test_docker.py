@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 
 from exporter import __version__
@@ -139,7 +140,7 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
             last = predicate()
             if last:
                 return last
-        except OSError as exc:
+        except (OSError, httpx.HTTPError) as exc:  # not answering yet
             last = exc
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
