@@ -8,8 +8,8 @@
 #      and (only while something is left to build) Go, make, gcc, libc6-dev, Debian's reflect2;
 #   2. build what $LETTA_EXPORTER_K8S_HOME/bin lacks (default /var/tmp/letta-exporter-k8s/bin):
 #      kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl v1.20.2 from
-#      Debian bookworm's `kubernetes` source package, and the pod sandbox (pause) image. A cold build
-#      takes about 5 minutes on 2 cores; after that this script returns in a second.
+#      Debian bookworm's `kubernetes` source package, and the pod sandbox (pause) image. From an empty
+#      cache this took 8.4 min on 2 shared cores (about 4 idle); after that it returns at once.
 #
 # Needs root, amd64, bookworm apt sources, cgroup v1. Disk: ~3.5 GB ($HOME/build: source + Go cache,
 # removable once bin/ is complete; bin/ ~0.5 GB).
@@ -44,7 +44,7 @@ fi
 
 # --- 2. binaries --------------------------------------------------------------------------------
 if [ "${#missing[@]}" -gt 0 ]; then
-  log "building ${missing[*]} into $BIN (cold: about 5 minutes)"
+  log "building ${missing[*]} into $BIN (cold: 4-9 minutes)"
   started=$(date +%s)
   "$D/build.sh" "${missing[@]}" || die "cluster build failed (log: $LOG/build.log)"
   log "built in $(( $(date +%s) - started )) s"
