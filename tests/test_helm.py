@@ -654,6 +654,61 @@ def test_sidecar_templates_render_a_valid_container_in_a_parent_chart(name: str,
     validate_all(docs, [K8S_MIN_NATIVE_SIDECAR if native else K8S_MIN, K8S_MAX])
 
 
+# --- what the cluster's version decides ----------------------------------------------------------
+
+OLD_K8S = "1.20.2"  # the oldest the chart supports, and what tests/test_k8s_live.py runs
+
+
+def test_chart_requires_kubernetes_1_20() -> None:
+    proc = run_helm(template_args(kube_version="1.19.16"), check=False)
+    assert proc.returncode != 0 and "incompatible with Kubernetes v1.19.16" in proc.stderr, proc.stderr
+    assert render([ci("hardening-max")], kube_version=OLD_K8S)
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "api"), [(OLD_K8S, "policy/v1beta1"), ("1.21.0", "policy/v1"), (None, "policy/v1")]
+)
+def test_pod_disruption_budget_api_follows_the_cluster(kube_version: str | None, api: str) -> None:
+    docs = render(sets=["podDisruptionBudget.enabled=true"], kube_version=kube_version)
+    assert one(docs, "PodDisruptionBudget")["apiVersion"] == api
+
+
+@pytest.mark.parametrize(("kube_version", "native"), [(OLD_K8S, False), ("1.28.15", False), ("1.29.0", True)])
+def test_native_sidecar_only_where_the_cluster_has_it(
+    kube_version: str, native: bool, tmp_path: Path
+) -> None:
+    """Before 1.29 the API server drops an init container's restartPolicy, and the exporter would
+    block the pod as an init container that never ends: there it stays a regular container."""
+    chart, values = parent_chart(tmp_path, yaml.safe_load(ci("sidecar-native").read_text()))
+    docs = render([values], chart=chart, kube_version=kube_version)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    container = exporter_container(pod, "metrics-exporter")
+    if native:
+        assert pod["initContainers"] == [container] and container["restartPolicy"] == "Always"
+        assert [c["name"] for c in pod["containers"]] == ["letta"]
+    else:
+        assert "initContainers" not in pod and "restartPolicy" not in container
+        assert [c["name"] for c in pod["containers"]] == ["letta", "metrics-exporter"]
+
+
+def test_dashboard_configmaps_are_unique_per_release_and_namespace() -> None:
+    """Same-named releases in two namespaces, dashboards gathered in a third: no name is shared."""
+
+    def names(namespace: str, *sets: str) -> set[str]:
+        docs = render(sets=["dashboards.namespace=grafana", *sets], namespace=namespace)
+        return {cm["metadata"]["name"] for cm in of_kind(docs, "ConfigMap")}
+
+    team_a, team_b = names("team-a"), names("team-b")
+    assert len(team_a) == len(team_b) == len(DASHBOARDS) and not team_a & team_b
+    assert all(name.startswith(f"{FULLNAME}-team-a-dashboard-") for name in team_a)
+    # In the release's own namespace the names stay as they were.
+    assert names("grafana") == {f"{FULLNAME}-dashboard-{path.stem}" for path in DASHBOARDS}
+    # Names past 63 characters are cut and end in a hash of the whole, so they stay distinct.
+    long = [names(ns, "fullnameOverride=" + "x" * 50) for ns in ("team-a", "team-b")]
+    assert all(len(name) <= 63 for name in long[0] | long[1])
+    assert len(long[0]) == len(DASHBOARDS) and not long[0] & long[1]
+
+
 # --- chart metadata and documentation ------------------------------------------------------------
 
 
@@ -694,8 +749,11 @@ def test_notes_tell_how_to_reach_metrics(tmp_path: Path) -> None:
     assert f"http://{FULLNAME}.{NAMESPACE}.svc:8284/metrics" in notes
     assert "WARNING: no API key" in notes  # Letta Cloud without a key
     assert "monitoring.coreos.com/v1 API was not found" in notes
-    notes = render_notes(tmp_path, ["letta.existingSecret=k"])
-    assert "WARNING" not in notes
+    assert "image letta-exporter:0.1.0 is not published" in notes
+    assert "docker build -t <registry>/letta-exporter:0.1.0 ." in notes
+    assert "--set image.repository=<registry>/letta-exporter" in notes
+    notes = render_notes(tmp_path, ["letta.existingSecret=k", "image.repository=registry.example.com/le"])
+    assert "WARNING" not in notes and "not published" not in notes
     notes = render_notes(tmp_path, ["mode=sidecar", "letta.baseUrl=http://localhost:8283"])
     assert "letta-exporter.sidecar.containers" in notes and "WARNING" not in notes
 

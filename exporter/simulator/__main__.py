@@ -22,6 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--duration-min", type=float, default=0.2, help="shortest run, seconds")
     parser.add_argument("--duration-max", type=float, default=2.0, help="longest run, seconds")
+    parser.add_argument("--max-runs", type=int, default=None, help="stop generating runs after this many")
     parser.add_argument("--history", type=int, default=0, help="finished runs to create at start")
     parser.add_argument("--history-age", type=float, default=3600.0, help="their maximum age, seconds")
     parser.add_argument("--retention", type=float, default=None, help="forget finished runs after seconds")
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             retention_seconds=args.retention,
             cursor_semantics=args.cursor_semantics,
             trace_mode=args.trace_mode,
+            max_runs=args.max_runs,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -42,6 +42,9 @@ class SimConfig:
     # lists older runs; order=asc&after=X earlier ones, which is why that capture came back empty).
     # The steps list reads them as the spec in both (measured on 0.16.8).
     cursor_semantics: str = "spec"
+    # Stop generating runs (the arrival rate) after this many; None = no limit. Bursts, history and
+    # stuck runs do not count. A fixed workload whose truth a test can wait for from outside.
+    max_runs: int | None = None
 
     def __post_init__(self) -> None:
         low, high = self.duration_range
@@ -55,6 +58,8 @@ class SimConfig:
             raise ValueError(f"trace_mode must be one of {TRACE_MODES}, got {self.trace_mode!r}")
         if self.cursor_semantics not in CURSOR_SEMANTICS:
             raise ValueError(f"cursor_semantics must be one of {CURSOR_SEMANTICS}")
+        if self.max_runs is not None and self.max_runs < 0:
+            raise ValueError("max_runs must not be negative")
         if self.retention_seconds is not None and self.retention_seconds <= 0:
             raise ValueError("retention_seconds must be positive")
         for name in ("late_visibility_fraction", "write_lag_fraction", "unknown_stop_reason_fraction"):

@@ -101,6 +101,7 @@ class World:
         self._pending = 0  # runs not yet terminal + settled + visible
         self._rate = 0.0
         self._next_arrival_us = math.inf
+        self._arrivals = 0  # runs the arrival rate generated (what max_runs bounds)
         self._totals = TruthTotals()
         self._details: OrderedDict[str, RunDetails] = OrderedDict()
         self._traces: OrderedDict[str, list[tuple[TruthSpan, dict[str, Any]]]] = OrderedDict()
@@ -121,6 +122,10 @@ class World:
     def _advance(self, now: int) -> None:
         while self._next_arrival_us <= now:
             self._add(self._factory.new_run(int(self._next_arrival_us)))
+            self._arrivals += 1
+            if self._arrivals_done():
+                self._next_arrival_us = math.inf
+                break
             self._next_arrival_us += self._rng.expovariate(self._rate) * US_PER_S
         self._process_events(now)
         self._maybe_prune(now)
@@ -199,7 +204,11 @@ class World:
             self._rate = runs_per_second
             # Memoryless arrivals: restarting the schedule at "now" changes nothing statistically.
             gap = self._rng.expovariate(runs_per_second) * US_PER_S if runs_per_second > 0 else math.inf
-            self._next_arrival_us = now + gap
+            self._next_arrival_us = math.inf if self._arrivals_done() else now + gap
+
+    def _arrivals_done(self) -> bool:
+        limit = self.config.max_runs
+        return limit is not None and self._arrivals >= limit
 
     def burst(self, count: int) -> list[str]:
         with self._lock:
@@ -354,6 +363,24 @@ class World:
         with self._lock:
             self._tick()
             return {key: self._totals.usage[key] for key in USAGE_KEYS}
+
+    def truth_summary(self) -> dict[str, Any]:
+        """The truth totals as JSON, for a test that can only reach the simulator over HTTP (one in
+        a pod): ``idle`` once every run so far is terminal, settled and visible, and ``done`` once,
+        besides, the arrival rate will add no more (max_runs reached, or rate 0)."""
+        with self._lock:
+            self._tick()
+            idle = self._pending == 0
+            outcomes = sorted(self._totals.by_outcome.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+            return {
+                "idle": idle,
+                "done": idle and self._next_arrival_us == math.inf,
+                "by_outcome": [
+                    {"status": status, "stop_reason": stop_reason, "runs": runs}
+                    for (status, stop_reason), runs in outcomes
+                ],
+                "usage": {key: self._totals.usage[key] for key in USAGE_KEYS},
+            }
 
     def tick(self) -> None:
         """Materialise everything up to now; the simulator's pump calls this so no request pays for a

@@ -31,8 +31,8 @@ MONITORING_APIS = (
     "monitoring.coreos.com/v1/PrometheusRule",
 )
 MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
-# Oldest Kubernetes the chart supports (Chart.yaml kubeVersion; native sidecars need 1.29) and the
-# newest kubernetes-validate knows.
+# Oldest Kubernetes whose schemas kubernetes-validate knows (the chart's kubeVersion is 1.20, shown
+# on a live 1.20 server by tests/test_k8s_live.py); native sidecars need 1.29.
 K8S_MIN = "1.25.0"
 K8S_MIN_NATIVE_SIDECAR = "1.29.0"
 
@@ -69,8 +69,12 @@ def template_args(
     sets: Iterable[str] = (),
     api_versions: Iterable[str] = (),
     release: str = RELEASE,
+    kube_version: str | None = None,
+    namespace: str = NAMESPACE,
 ) -> list[str]:
-    args = ["template", release, str(chart), "--namespace", NAMESPACE]
+    args = ["template", release, str(chart), "--namespace", namespace]
+    if kube_version:
+        args += ["--kube-version", kube_version]
     for path in values:
         args += ["-f", str(path)]
     for item in sets:
@@ -90,9 +94,12 @@ def render(
     api_versions: Iterable[str] = MONITORING_APIS,
     chart: Path = CHART,
     helm: Path | None = None,
+    kube_version: str | None = None,
+    namespace: str = NAMESPACE,
 ) -> list[dict[str, Any]]:
     """helm template of the chart; by default as in a cluster that serves the monitoring CRDs."""
-    proc = run_helm(template_args(chart, values, sets, api_versions), helm)
+    args = template_args(chart, values, sets, api_versions, kube_version=kube_version, namespace=namespace)
+    proc = run_helm(args, helm)
     return parse(proc.stdout)
 
 

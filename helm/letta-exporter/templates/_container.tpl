@@ -8,7 +8,7 @@ end of this file. Every template here takes a ctx:
 From a parent chart that lists this chart as a dependency named `letta-exporter`:
 
   {{- $le := dict "root" $ "values" (index .Values "letta-exporter") }}
-  initContainers:            # only needed with sidecar.native
+  initContainers:            # only needed with sidecar.native (Kubernetes 1.29+)
     {{- include "letta-exporter.sidecar.initContainers" $le | nindent 8 }}
   containers:
     - name: letta
@@ -54,8 +54,10 @@ From a parent chart that lists this chart as a dependency named `letta-exporter`
   value: {{ $c.requestTimeout | toString | quote }}
 - name: LETTA_EXPORTER_MAX_RETRIES
   value: {{ $c.maxRetries | int64 | quote }}
+{{- if not (kindIs "invalid" $c.maxRequestsPerSecond) }}
 - name: LETTA_EXPORTER_MAX_REQUESTS_PER_SECOND
   value: {{ $c.maxRequestsPerSecond | toString | quote }}
+{{- end }}
 - name: LETTA_EXPORTER_DISCOVERY_OVERLAP
   value: {{ $c.discoveryOverlap | toString | quote }}
 - name: LETTA_EXPORTER_ENRICH_USAGE
@@ -258,22 +260,31 @@ failureThreshold: {{ .probe.failureThreshold | int64 }}
 {{/*
 Sidecar templates for a parent chart. Call with
 `dict "root" $ "values" (index .Values "letta-exporter")`.
-- letta-exporter.sidecar.containers: the exporter container for `containers:` (nothing when
-  sidecar.native is true);
+- letta-exporter.sidecar.containers: the exporter container for `containers:` (nothing when it
+  runs as a native sidecar);
 - letta-exporter.sidecar.initContainers: the exporter as a native sidecar for `initContainers:`
-  (Kubernetes 1.29+; nothing unless sidecar.native is true);
+  (nothing unless sidecar.native is true AND the cluster is Kubernetes 1.29+: on an older server
+  the exporter stays a regular container, because such a server drops `restartPolicy` from an
+  init container, which would then block the pod from ever starting);
 - letta-exporter.sidecar.volumes: the volumes it mounts, for `volumes:`. With state persistence the
   state is still an emptyDir here: a parent pod that needs it across rescheduling passes its own
   volume named `letta-exporter-state` instead (state.enabled false + extraVolumeMounts).
 */}}
+{{/* ctx -> "true" when the sidecar runs natively: asked for, and the cluster has native sidecars */}}
+{{- define "letta-exporter.sidecar.native" -}}
+{{- if and (eq (toString .values.sidecar.native) "true") (semverCompare ">=1.29.0-0" .root.Capabilities.KubeVersion.Version) -}}
+true
+{{- end -}}
+{{- end }}
+
 {{- define "letta-exporter.sidecar.containers" -}}
-{{- if ne (toString .values.sidecar.native) "true" }}
+{{- if not (include "letta-exporter.sidecar.native" .) }}
 {{- include "letta-exporter.container" (merge (dict "sidecar" true "native" false) .) }}
 {{- end }}
 {{- end }}
 
 {{- define "letta-exporter.sidecar.initContainers" -}}
-{{- if eq (toString .values.sidecar.native) "true" }}
+{{- if include "letta-exporter.sidecar.native" . }}
 {{- include "letta-exporter.container" (merge (dict "sidecar" true "native" true) .) }}
 {{- end }}
 {{- end }}

@@ -116,3 +116,23 @@ true
 {{- fail "state.persistence with replicaCount > 1: each replica needs its own state; keep replicaCount at 1" }}
 {{- end }}
 {{- end }}
+
+{{/*
+Name of a dashboard ConfigMap: (list <root> <dashboard slug>). Unique per release AND namespace:
+when dashboards.namespace gathers them from several namespaces, the release's namespace is part of
+the name, so same-named releases in two namespaces do not claim each other's ConfigMaps. A name
+longer than 63 characters is cut and ends in a hash of the full one, which keeps it unique.
+*/}}
+{{- define "letta-exporter.dashboardName" -}}
+{{- $root := index . 0 -}}
+{{- $prefix := include "letta-exporter.fullname" $root -}}
+{{- $ns := $root.Values.dashboards.namespace -}}
+{{- if and $ns (ne $ns $root.Release.Namespace) -}}
+{{- $prefix = printf "%s-%s" $prefix $root.Release.Namespace -}}
+{{- end -}}
+{{- $name := printf "%s-dashboard-%s" $prefix (index . 1) -}}
+{{- if gt (len $name) 63 -}}
+{{- $name = printf "%s-%s" ($name | trunc 54 | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
+{{- end -}}
+{{- $name -}}
+{{- end }}
