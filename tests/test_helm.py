@@ -365,6 +365,7 @@ def test_every_exporter_setting_is_reachable_through_values() -> None:
                 "otlp.reparentOrphans=true",
                 "otlp.attributeDenylist=parameter.*",
                 "otlp.probeInterval=5m",
+                "config.maxRequestsPerSecond=400",
             ],
         ),
     ]:
