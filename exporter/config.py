@@ -1,4 +1,4 @@
-"""Settings (DESIGN §5): environment, a ``.env`` file, or command-line flags; flags win.
+"""Settings (README "Configuration"): environment, a ``.env`` file, or command-line flags; flags win.
 
 Letta's own names (``LETTA_BASE_URL``, ``LETTA_API_KEY``) are read as they are; everything else is
 ``LETTA_EXPORTER_*``. A bad value is reported as one line naming the setting; the key is a
@@ -138,7 +138,9 @@ class Settings(BaseSettings):
     )
     state_file: Path | None = Field(None, description="File that keeps counts and progress across restarts.")
     max_pending: int = Field(
-        10000, ge=1, description="Finished runs awaiting enrichment before the oldest are recorded as-is."
+        2000,
+        ge=1,
+        description="Finished runs held for enrichment at most; beyond it they wait in Letta (backpressure).",
     )
     ttft_buckets: Buckets = Field(DEFAULT_TTFT_BUCKETS, description="TTFT histogram buckets, seconds.")
     duration_buckets: Buckets = Field(

@@ -1,4 +1,4 @@
-"""The metric contract (DESIGN §3) on the exporter's own registry, and how a run outcome is recorded."""
+"""The metric contract (README "Metrics") on the exporter's own registry; recording a run outcome."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run traces over OTLP (DESIGN §4): Letta's own ``/trace`` rows re-emitted with their original IDs,
+"""Run traces over OTLP: Letta's own ``/trace`` rows re-emitted with their original IDs,
 or a trace synthesised from the run and its steps where Letta has none.
 
 ``rows`` turns ClickHouse ``otel_traces`` rows into spans, ``synth`` builds spans from a run,
