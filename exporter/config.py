@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
+from exporter.traces.otlp_env import check_environment, tracing_enabled
 
 LETTA_CLOUD_URL = "https://api.letta.com"
 # Where the adaptive request rate may climb to: a self-hosted server is the team's own to load.
@@ -191,8 +192,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _trace_environment(self) -> Settings:
-        from exporter.traces.pipeline import check_environment, tracing_enabled
-
         if tracing_enabled(self.traces):
             try:
                 check_environment()

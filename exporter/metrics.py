@@ -17,9 +17,6 @@ from exporter.letta.errors import FAILURE_REASONS
 from exporter.letta.models import ACTIVE_STATUSES, Run
 from exporter.outcome import TOKEN_TYPES, RunOutcome
 
-# Series per run outcome already cost enough; the _created twins would double them for nothing.
-disable_created_metrics()
-
 # vLLM's TTFT buckets (1 ms .. 2560 s); LLM first tokens range from tens of ms to minutes.
 DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
@@ -140,6 +137,9 @@ class ExporterMetrics:
         duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
         step_buckets: Sequence[float] = DEFAULT_STEP_BUCKETS,
     ) -> None:
+        # Series per run outcome already cost enough; the _created twins would double them for
+        # nothing. prometheus-client keeps this switch process-wide.
+        disable_created_metrics()
         self.registry = registry
         self.agent_label = agent_label
         self.agents = AgentLabeler(max_agents)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import ssl
@@ -108,7 +109,7 @@ class BasicAuth:
             return False
         hashed = self.users.get(user)
         if hashed is None:
-            bcrypt.checkpw(password.encode(), _DUMMY_HASH)  # same cost for unknown users: no user oracle
+            bcrypt.checkpw(password.encode(), _dummy_hash())  # same cost for unknown users: no user oracle
             return False
         digest = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
         with self._lock:
@@ -121,4 +122,7 @@ class BasicAuth:
         return True
 
 
-_DUMMY_HASH = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=10))
+@functools.cache
+def _dummy_hash() -> bytes:
+    """Made on first use, not at import: bcrypt costs a tenth of a second by design."""
+    return bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=10))

@@ -27,6 +27,13 @@ from prometheus_client import Counter
 
 from exporter.letta.models import Run
 from exporter.outcome import Enrichment, ttft_ns
+from exporter.traces.otlp_env import (
+    batch_settings,
+    configured_endpoint,
+    make_span_exporter,
+    otlp_protocol,
+    tracing_enabled,
+)
 from exporter.traces.rows import RowConverter
 from exporter.traces.spans import AttributePolicy
 from exporter.traces.synth import synthesise
@@ -38,81 +45,6 @@ if TYPE_CHECKING:
     from exporter.config import Settings
 
 log = logging.getLogger(__name__)
-
-ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-PROTOCOL_VARS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
-PROTOCOLS = ("grpc", "http/protobuf")
-DEFAULT_PROTOCOL = "http/protobuf"  # the OTLP exporter specification's default
-# OTEL_BSP_* as the SDK's BatchSpanProcessor reads them (the delay in milliseconds).
-BSP_DEFAULTS = {"OTEL_BSP_MAX_QUEUE_SIZE": 2048, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
-                "OTEL_BSP_SCHEDULE_DELAY": 5000}  # fmt: skip
-
-
-# -- the environment -----------------------------------------------------------------------------
-
-
-def _first(environ: Mapping[str, str], names: Sequence[str]) -> str | None:
-    for name in names:
-        value = environ.get(name, "").strip()
-        if value:
-            return value
-    return None
-
-
-def endpoint_configured(environ: Mapping[str, str] = os.environ) -> bool:
-    return _first(environ, ENDPOINT_VARS) is not None
-
-
-def tracing_enabled(setting: bool | None, environ: Mapping[str, str] = os.environ) -> bool:
-    """The ``LETTA_EXPORTER_TRACES`` switch; unset means on exactly when an endpoint is configured."""
-    return setting if setting is not None else endpoint_configured(environ)
-
-
-def otlp_protocol(environ: Mapping[str, str] = os.environ) -> str:
-    for name in PROTOCOL_VARS:
-        protocol = environ.get(name, "").strip().lower()
-        if protocol:
-            if protocol not in PROTOCOLS:
-                raise ValueError(f"{name}={protocol!r} is not supported; use grpc or http/protobuf")
-            return protocol
-    return DEFAULT_PROTOCOL
-
-
-def batch_settings(environ: Mapping[str, str] = os.environ) -> dict[str, float]:
-    values: dict[str, int] = {}
-    for name, default in BSP_DEFAULTS.items():
-        raw = environ.get(name, "").strip()
-        try:
-            values[name] = int(raw) if raw else default
-        except ValueError:
-            raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-        if values[name] <= 0:
-            raise ValueError(f"{name} must be positive")
-    return {
-        "max_queue": values["OTEL_BSP_MAX_QUEUE_SIZE"],
-        "max_batch": min(values["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"], values["OTEL_BSP_MAX_QUEUE_SIZE"]),
-        "delay": values["OTEL_BSP_SCHEDULE_DELAY"] / 1000.0,
-    }
-
-
-def check_environment(environ: Mapping[str, str] = os.environ) -> None:
-    """Raise ``ValueError`` naming the variable when the OTel settings cannot work."""
-    otlp_protocol(environ)
-    batch_settings(environ)
-    AttributePolicy.from_settings("", environ)
-
-
-def make_span_exporter(environ: Mapping[str, str] = os.environ) -> SpanExporter:
-    """The SDK's OTLP exporter for the configured protocol; it reads its own endpoint, headers,
-    timeout, compression and TLS variables."""
-    if otlp_protocol(environ) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        return GrpcExporter()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-    return HttpExporter()
-
 
 # -- the pipeline --------------------------------------------------------------------------------
 
@@ -314,6 +246,6 @@ def build_pipeline(
     )
     log.info(
         "exporting run traces over OTLP (%s) to %s", otlp_protocol(environ),
-        _first(environ, ENDPOINT_VARS) or "the default local endpoint",
+        configured_endpoint(environ) or "the default local endpoint",
     )  # fmt: skip
     return pipeline
