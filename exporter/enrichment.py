@@ -160,15 +160,12 @@ class Enricher:
             # steps are switched off: one API call fewer per run.
             if options.usage and not options.steps and enrichment.usage is None:
                 enrichment.usage = await self._read("usage", failed, self.client.run_usage(run_id))
-            claim = self._trace_claim(entry.run, enrichment)
-            if claim is Claim.READ:
+            if await self._trace_claim(entry.run, enrichment) is Claim.READ:
                 rows = await self._read("trace", failed, self._read_trace(run_id))
                 enrichment.trace_rows = rows
                 enrichment.ttft_ns_from_trace = ttft_ns_from_rows(rows) if rows else None
         except LettaNotFound:
             return Verdict.GONE
-        if claim is Claim.WAIT:
-            return Verdict.SETTLE  # another run is finding out whether Letta has trace storage
         if failed:
             entry.failures += 1
             if entry.failures <= options.max_failures:
@@ -203,7 +200,7 @@ class Enricher:
             failed.append(source)
             return None
 
-    def _trace_claim(self, run: Run, enrichment: Enrichment) -> Claim:
+    async def _trace_claim(self, run: Run, enrichment: Enrichment) -> Claim:
         """/trace is read for trace export, or for the TTFT when the run lacks one and its steps
         name a trace (each read is an API call, so not otherwise), and not while Letta has no trace
         storage, bar the odd probe."""
@@ -215,7 +212,8 @@ class Enricher:
             # without steps to go by, only switching them off leaves /trace to ask.
             steps = enrichment.steps
             wanted = any(step.trace_id for step in steps) if steps is not None else not self.options.steps
-        return self.trace_availability.claim() if wanted else Claim.SKIP
+        # Until /trace has answered once, one run asks and the others wait for its answer.
+        return await self.trace_availability.claim_soon() if wanted else Claim.SKIP
 
     def _trace_complete(self, enrichment: Enrichment) -> bool:
         """Only an exported trace waits for stragglers; the TTFT fallback takes what is there."""
@@ -234,7 +232,7 @@ class Enricher:
             # itself answers.
             self.trace_availability.answered()
             return None
-        except LettaError:
+        except BaseException:  # a transient error, or a bug: either way the next run may ask
             self.trace_availability.probe_failed()
             raise
         self.trace_availability.answered()

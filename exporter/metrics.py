@@ -16,6 +16,7 @@ from exporter.labels import NONE, AgentLabeler, enum_label, free_label
 from exporter.letta.errors import FAILURE_REASONS
 from exporter.letta.models import ACTIVE_STATUSES, Run
 from exporter.outcome import TOKEN_TYPES, RunOutcome
+from exporter.totals import RunTotals, TotalsCollector
 
 # vLLM's TTFT buckets (1 ms .. 2560 s); LLM first tokens range from tens of ms to minutes.
 DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
@@ -50,7 +51,7 @@ EXPECTED_OUTCOMES: tuple[tuple[str, str], ...] = (
 # Label values known before anything happens, pre-created at zero so panels read 0, not "no data".
 POLL_PHASES = ("discover", "track", "enrich", "agent_names")
 ENRICHMENT_SOURCES = ("metrics", "steps", "usage", "trace")
-GIVEN_UP_SOURCES = (*ENRICHMENT_SOURCES, "backlog")
+GIVEN_UP_SOURCES = ENRICHMENT_SOURCES  # a full pending set defers runs to Letta: nothing is given up
 LOST_REASONS = ("deleted", "stale")
 CALLBACK_OUTCOMES = ("success", "failure")
 SPAN_RESULTS = ("success", "failure", "dropped")
@@ -144,41 +145,11 @@ class ExporterMetrics:
         self.agent_label = agent_label
         self.agents = AgentLabeler(max_agents)
         self._initialised_agents: set[str] = set()
-        agent = ["agent_id"] if agent_label else []
-
-        self.runs = Counter(
-            "letta_runs", "Finished runs by outcome, each counted once.",
-            [*agent, "status", "stop_reason"], registry=registry,
-        )  # fmt: skip
-        self.ttft = Histogram(
-            "letta_run_ttft_seconds", "Time to first token of finished runs that report one.",
-            agent, buckets=ttft_buckets, registry=registry,
-        )  # fmt: skip
-        self.duration = Histogram(
-            "letta_run_duration_seconds", "Wall time of finished runs.",
-            [*agent, "status"], buckets=duration_buckets, registry=registry,
-        )  # fmt: skip
-        self.steps_per_run = Histogram(
-            "letta_run_steps", "Agent steps per finished run.", agent, buckets=step_buckets, registry=registry
+        self.totals = RunTotals(
+            {"ttft": tuple(ttft_buckets), "duration": tuple(duration_buckets), "steps": tuple(step_buckets)},
+            agent_label=agent_label,
         )
-        self.run_tokens = Counter(
-            "letta_run_tokens", "Tokens used by finished runs, by type.", [*agent, "type"], registry=registry
-        )
-        self.step_tokens = Counter(
-            "letta_step_tokens", "Tokens used by the steps of finished runs, by model and type.",
-            ["model", "type"], registry=registry,
-        )  # fmt: skip
-        self.steps = Counter(
-            "letta_steps", "Steps of finished runs by model, step status and stop reason.",
-            ["model", "status", "stop_reason"], registry=registry,
-        )  # fmt: skip
-        self.tool_calls = Counter(
-            "letta_run_tool_calls", "Tools used by finished runs (tool ID, or name where resolved).",
-            ["tool"], registry=registry,
-        )  # fmt: skip
-        self.callbacks = Counter(
-            "letta_run_callbacks", "Run completion callbacks by outcome.", ["outcome"], registry=registry
-        )
+        registry.register(TotalsCollector(self.totals))
 
         self.live = LiveCollector(agent_label, self._initialised_agents)
         registry.register(self.live)
@@ -278,52 +249,35 @@ class ExporterMetrics:
             (self.enrichment_failures, ENRICHMENT_SOURCES),
             (self.enrichment_given_up, GIVEN_UP_SOURCES),
             (self.runs_lost, LOST_REASONS),
-            (self.callbacks, CALLBACK_OUTCOMES),
             (self.spans_exported, SPAN_RESULTS),
             (self.state_saves, SAVE_RESULTS),
         ):
             for value in values:
                 counter.labels(value)
+        for outcome in CALLBACK_OUTCOMES:
+            self.totals.touch("letta_run_callbacks", (outcome,))
         if not agent_label:
-            for status, reason in EXPECTED_OUTCOMES:
-                self.runs.labels(status, reason)
-            for token_type in TOKEN_TYPES:
-                self.run_tokens.labels(token_type)
+            self._touch_agent(())
 
-    def agent(self, agent_id: str | None) -> list[str]:
+    def agent(self, agent_id: str | None) -> tuple[str, ...]:
         """The agent part of a label set: empty when the agent label is off."""
         if not self.agent_label:
-            return []
+            return ()
         label = self.agents.label(agent_id)
         if label not in self._initialised_agents:
             self._initialised_agents.add(label)
-            for status, reason in EXPECTED_OUTCOMES:
-                self.runs.labels(label, status, reason)
-            for token_type in TOKEN_TYPES:
-                self.run_tokens.labels(label, token_type)
-        return [label]
+            self._touch_agent((label,))
+        return (label,)
+
+    def _touch_agent(self, agent: tuple[str, ...]) -> None:
+        for status, reason in EXPECTED_OUTCOMES:
+            self.totals.touch("letta_runs", (*agent, status, reason))
+        for token_type in TOKEN_TYPES:
+            self.totals.touch("letta_run_tokens", (*agent, token_type))
 
     def record(self, outcome: RunOutcome) -> None:
         """Record one finished run. Synchronous and exception-free by construction: called once."""
-        agent = self.agent(outcome.agent_id)
-        self.runs.labels(*agent, outcome.status, outcome.stop_reason).inc()
-        if outcome.ttft_seconds is not None:
-            self.ttft.labels(*agent).observe(outcome.ttft_seconds)
-        if outcome.duration_seconds is not None:
-            self.duration.labels(*agent, outcome.status).observe(outcome.duration_seconds)
-        if outcome.num_steps is not None:
-            self.steps_per_run.labels(*agent).observe(outcome.num_steps)
-        for token_type, count in outcome.run_tokens.items():
-            if count:
-                self.run_tokens.labels(*agent, token_type).inc(count)
-        for (model, token_type), count in outcome.step_tokens.items():
-            self.step_tokens.labels(model, token_type).inc(count)
-        for (model, status, reason), count in outcome.steps.items():
-            self.steps.labels(model, status, reason).inc(count)
-        for tool, count in outcome.tool_calls.items():
-            self.tool_calls.labels(tool).inc(count)
-        if outcome.callback is not None:
-            self.callbacks.labels(outcome.callback).inc()
+        self.totals.record(outcome, self.agent(outcome.agent_id))
 
     def set_active(self, runs: Iterable[Run]) -> None:
         """The runs in flight now, for letta_active_runs and the age of the oldest."""

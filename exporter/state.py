@@ -15,79 +15,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.metrics import Counter, Histogram, MetricWrapperBase
-
 from exporter.letta.models import Run
 from exporter.metrics import ExporterMetrics
+from exporter.totals import TotalsError
 from exporter.tracker import PendingRun, RunTracker, created_ts
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 2  # 2: runs in flight as {id: created_at}; 1 (whole runs) is still read
+# Version 1 named the outcome families by their attribute on ExporterMetrics.
+OLD_NAMES = {
+    "runs": "letta_runs", "ttft": "letta_run_ttft_seconds", "duration": "letta_run_duration_seconds",
+    "steps_per_run": "letta_run_steps", "run_tokens": "letta_run_tokens", "step_tokens": "letta_step_tokens",
+    "steps": "letta_steps", "tool_calls": "letta_run_tool_calls", "callbacks": "letta_run_callbacks",
+}  # fmt: skip
 
 
 class StateError(Exception):
     pass
-
-
-def _outcome_metrics(metrics: ExporterMetrics) -> dict[str, MetricWrapperBase]:
-    return {
-        "runs": metrics.runs,
-        "ttft": metrics.ttft,
-        "duration": metrics.duration,
-        "steps_per_run": metrics.steps_per_run,
-        "run_tokens": metrics.run_tokens,
-        "step_tokens": metrics.step_tokens,
-        "steps": metrics.steps,
-        "tool_calls": metrics.tool_calls,
-        "callbacks": metrics.callbacks,
-    }
-
-
-def _children(metric: MetricWrapperBase) -> dict[tuple[str, ...], Any]:
-    # prometheus-client keeps labelled children in _metrics; there is no public iterator over them.
-    if not metric._labelnames:  # type: ignore[attr-defined]
-        return {(): metric}
-    return dict(metric._metrics)  # type: ignore[attr-defined]
-
-
-def _dump_metric(metric: MetricWrapperBase) -> list[dict[str, Any]]:
-    rows = []
-    for labels, child in _children(metric).items():
-        if isinstance(metric, Histogram):
-            buckets = [bucket.get() for bucket in child._buckets]
-            if not any(buckets):
-                continue
-            rows.append({"labels": list(labels), "buckets": buckets, "sum": child._sum.get()})
-        elif isinstance(metric, Counter):
-            value = child._value.get()
-            if value:
-                rows.append({"labels": list(labels), "value": value})
-    return rows
-
-
-def _check_metric(metric: MetricWrapperBase, rows: list[dict[str, Any]]) -> None:
-    """Everything that could make loading fail half-way, checked before anything is loaded."""
-    arity = len(metric._labelnames)  # type: ignore[attr-defined]
-    layout = len(metric._upper_bounds) if isinstance(metric, Histogram) else None  # type: ignore[attr-defined]
-    for row in rows:
-        if len(row["labels"]) != arity:
-            raise StateError(f"{metric._name}: label set changed since the state was written")  # type: ignore[attr-defined]
-        if layout is not None and len(row["buckets"]) != layout:
-            raise StateError(f"{metric._name}: buckets changed since the state was written")  # type: ignore[attr-defined]
-        if layout is None and not isinstance(row["value"], int | float):
-            raise StateError(f"{metric._name}: bad value")  # type: ignore[attr-defined]
-
-
-def _load_metric(metric: MetricWrapperBase, rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        child = metric.labels(*row["labels"]) if row["labels"] else metric
-        if isinstance(metric, Histogram):
-            for bucket, count in zip(child._buckets, row["buckets"], strict=True):
-                bucket.inc(count)
-            child._sum.inc(row["sum"])
-        else:
-            child.inc(row["value"])
 
 
 def capture(tracker: RunTracker, metrics: ExporterMetrics, *, baselined: bool) -> dict[str, Any]:
@@ -102,7 +47,7 @@ def capture(tracker: RunTracker, metrics: ExporterMetrics, *, baselined: bool) -
             "pending": [entry.run.model_dump(mode="json") for entry in tracker.pending.values()],
         },
         "agents": metrics.agents.admitted,
-        "metrics": {name: _dump_metric(metric) for name, metric in _outcome_metrics(metrics).items()},
+        "metrics": metrics.totals.dump(),
     }
 
 
@@ -125,16 +70,18 @@ def restore(state: dict[str, Any], tracker: RunTracker, metrics: ExporterMetrics
         baselined = bool(state["baselined"])
         if watermark is not None:
             watermark = float(watermark)
-        outcome_metrics = _outcome_metrics(metrics)
-        for name, metric in outcome_metrics.items():
-            _check_metric(metric, metric_rows.get(name, []))
+        if not isinstance(metric_rows, dict):
+            raise TypeError("metrics is not an object")
+        # Old files name the families by attribute ("runs"), new ones as exposed ("letta_runs").
+        metric_rows = {OLD_NAMES.get(name, name): rows for name, rows in metric_rows.items()}
+        metrics.totals.load(metric_rows)  # checks everything before it adds anything
+        for agent in agents:
+            metrics.agent(agent)
+    except TotalsError as exc:
+        raise StateError(str(exc)) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"malformed state: {type(exc).__name__}: {exc}") from None
 
-    for agent in agents:
-        metrics.agent(agent)
-    for name, metric in outcome_metrics.items():
-        _load_metric(metric, metric_rows.get(name, []))
     tracker.watermark = watermark
     tracker.finalised = finalised
     tracker.in_flight = in_flight

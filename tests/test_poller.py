@@ -7,7 +7,6 @@ the test; the server, client, tracker and metrics are the real ones.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 
 import pytest
@@ -179,8 +178,8 @@ def test_backfill_counts_recent_history_once(sim_factory) -> None:
                 break
             await exporter.poller.tick()
 
-    started = time.time()
     exporter = run(scenario())
+    started = exporter.poller.discovery.started_at  # "the last 10 minutes" counts from here
     recent = [r for r in sim.truth() if r.created_at.timestamp() >= started - 600]
     assert 0 < len(recent) < 40
     samples = registry_samples(exporter.registry)
@@ -366,11 +365,12 @@ def test_a_burst_of_a_thousand_runs_between_two_polls_is_counted_exactly(sim_fac
 
 @pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
 def test_catching_up_five_thousand_runs_after_downtime_counts_each_once(sim_factory, tmp_path) -> None:
-    """Enrichment off: this is about discovery paging 50 pages deep across a restart."""
+    """Enrichment off: this is about discovery paging 50 pages deep across a restart (and about
+    backpressure: one poll takes in no more than the pending bound, the rest waits in Letta)."""
     sim = sim_factory()
     state_file = tmp_path / "state.json"
     lean = dict(page_size=100, state_file=state_file, enrich_metrics=False, enrich_steps=False,
-                enrich_usage=False, enrich_trace=False, agent_names=False)  # fmt: skip
+                enrich_usage=False, enrich_trace=False, agent_names=False, max_pending=2000)  # fmt: skip
 
     async def scenario():
         first = make_exporter(sim, **lean)
@@ -381,14 +381,13 @@ def test_catching_up_five_thousand_runs_after_downtime_counts_each_once(sim_fact
         sim.burst(5000)  # while the exporter is down
         assert await asyncio.to_thread(sim.wait_idle, 60)
         second = make_exporter(sim, **lean)
-        await second.poller.tick()  # one poll reads all fifty pages
-        await second.poller.settled()
-        counted = runs_counted(registry_samples(second.registry))
-        await ticks(second, 2)
-        return second, counted
+        await ticks(second, 1)  # one poll reads all fifty pages, and takes in 2,000
+        after_one = runs_counted(registry_samples(second.registry))
+        await ticks(second, 4)
+        return second, after_one
 
     second, after_one_poll = run(scenario())
-    assert after_one_poll == 5020
+    assert after_one_poll == 20 + 2000
     samples = registry_samples(second.registry)
     expected = Counter()
     for truth in sim.truth():

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Settings, env_name, flag_name
 from exporter.metrics import ExporterMetrics
+from exporter.totals import FAMILIES
 from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -41,6 +42,9 @@ def exposed_metrics() -> dict[str, tuple[str, frozenset[str]]]:
             name = f"{name}_info" if metric._type == "info" else name
             labels = set(metric._labelnames) | ({"version"} if metric._type == "info" else set())
             exposed[name] = (kind, frozenset(labels))
+    for family in FAMILIES:  # the run outcomes' declared list, which exposition and the state file use
+        name = f"{family.name}_total" if family.kind == "counter" else family.name
+        exposed[name] = (family.kind, frozenset(family.labels))
     metrics.live.state.active = {("agent-1", "running"): 1}
     metrics.live.state.agent_names = {"agent-1": "bot"}
     for family in metrics.live.collect():

@@ -143,3 +143,31 @@ def test_changed_buckets_refuse_the_old_counts_whole(sim_factory, tmp_path) -> N
     # Nothing half-loaded: no counts at all rather than counts without their histograms.
     assert runs_counted(samples) == 0
     assert samples[("letta_exporter_state_load_failures_total", ())] == 1
+
+
+def test_a_version_1_file_is_read_into_the_current_layout(sim_factory, tmp_path) -> None:
+    """Files written before the pipelined tracker (whole runs in flight, families named by attribute)
+    still restore: an upgrade keeps its counts."""
+    sim = sim_factory()
+    agent = "agent-00000000-0000-4000-8000-000000000001"
+    old = {
+        "version": 1, "written_at": 0, "baselined": True, "agents": [agent],
+        "tracker": {
+            "watermark": 1_700_000_000.0, "finalised": {"run-done": 1_700_000_000.0}, "pending": [],
+            "in_flight": [{"id": "run-going", "status": "running", "created_at": "2026-11-22T17:50:05Z"}],
+        },
+        "metrics": {
+            "runs": [{"labels": [agent, "completed", "end_turn"], "value": 7}],
+            "duration": [{"labels": [agent, "completed"], "buckets": [0] * 16 + [2], "sum": 9999.0}],
+        },
+    }  # fmt: skip
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(old))
+    exporter = make_exporter(sim, state_file=path)
+    assert exporter.tracker.in_flight == {"run-going": 1795369805.0}
+    samples = registry_samples(exporter.registry)
+    labels = (("agent_id", agent), ("status", "completed"), ("stop_reason", "end_turn"))
+    assert samples[("letta_runs_total", labels)] == 7
+    duration = (("agent_id", agent), ("status", "completed"))
+    assert samples[("letta_run_duration_seconds_count", duration)] == 2
+    assert samples[("letta_run_duration_seconds_sum", duration)] == 9999.0

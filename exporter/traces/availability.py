@@ -9,6 +9,7 @@ one request, not one per enrichment worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,21 @@ class TraceAvailability:
         self._answered = False  # has /trace answered (rows or 501) at all yet?
         self._asking = False  # a first read is under way
         self._next_probe = 0.0
+        self._settled: asyncio.Event | None = None  # set when the first read ends, either way
+
+    async def claim_soon(self) -> Claim:
+        """``claim``, waiting out a first read under way instead of answering WAIT."""
+        while (claim := self.claim()) is Claim.WAIT:
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            await self._settled.wait()
+        return claim
+
+    def _first_read_ended(self) -> None:
+        self._asking = False
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
 
     def claim(self) -> Claim:
         """May this run read ``/trace`` now? While storage is unavailable, one caller per interval
@@ -54,7 +70,8 @@ class TraceAvailability:
 
     def unavailable(self, detail: str = "") -> None:
         """A 501: no trace storage. Logged when it starts, not for every probe after."""
-        self._answered, self._asking = True, False
+        self._answered = True
+        self._first_read_ended()
         if self.available:
             log.warning(
                 "Letta has no trace storage (/trace answered 501%s); not asking per run, probing "
@@ -66,13 +83,14 @@ class TraceAvailability:
 
     def answered(self) -> None:
         """``/trace`` answered: storage is there (again)."""
-        self._answered, self._asking = True, False
+        self._answered = True
+        self._first_read_ended()
         if not self.available:
             log.info("Letta's /trace answers again; reading each run's trace")
         self.available = True
 
     def probe_failed(self) -> None:
         """The probe met a transient error, which says nothing about storage: probe again soon."""
-        self._asking = False
+        self._first_read_ended()
         if not self.available:
             self._next_probe = self.clock()

@@ -1,0 +1,200 @@
+"""What finished runs added up to, as plain data: counts and histograms per label set.
+
+One declared list, ``FAMILIES``, says which metric families the run outcomes make; the same list
+drives what ``/metrics`` shows (``TotalsCollector``), what the state file saves and restores
+(``RunTotals.dump``/``load``), and the README's metric table (tests/test_readme.py). A family added
+here is exposed and persisted with nothing else to remember.
+
+Recording happens on the event loop; rendering ``/metrics`` happens on a thread. The collector
+therefore reads copies of the dictionaries (``dict.copy`` is atomic under the GIL), and a histogram's
+count is derived from its buckets, so a scrape never shows a count its buckets do not add up to.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from exporter.outcome import RunOutcome
+
+AGENT = "agent_id"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # as exposed, without the _total of a counter
+    kind: Literal["counter", "histogram"]
+    help: str
+    labels: tuple[str, ...]  # agent_id leads where the family is per agent; it is dropped when off
+    buckets: str = ""  # for histograms: which bucket set (RunTotals takes them by this name)
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("letta_runs", "counter", "Finished runs by outcome, each counted once.",
+           (AGENT, "status", "stop_reason")),
+    Family("letta_run_ttft_seconds", "histogram", "Time to first token of finished runs that report one.",
+           (AGENT,), "ttft"),
+    Family("letta_run_duration_seconds", "histogram", "Wall time of finished runs.",
+           (AGENT, "status"), "duration"),
+    Family("letta_run_steps", "histogram", "Agent steps per finished run.", (AGENT,), "steps"),
+    Family("letta_run_tokens", "counter", "Tokens used by finished runs, by type.", (AGENT, "type")),
+    Family("letta_step_tokens", "counter", "Tokens used by the steps of finished runs, by model and type.",
+           ("model", "type")),
+    Family("letta_steps", "counter", "Steps of finished runs by model, step status and stop reason.",
+           ("model", "status", "stop_reason")),
+    Family("letta_run_tool_calls", "counter",
+           "Tools used by finished runs (tool ID, or name where resolved).", ("tool",)),
+    Family("letta_run_callbacks", "counter", "Run completion callbacks by outcome.", ("outcome",)),
+)  # fmt: skip
+BY_NAME = {family.name: family for family in FAMILIES}
+
+Labels = tuple[str, ...]
+
+
+class TotalsError(ValueError):
+    """Saved totals that do not fit these families (labels or buckets changed since)."""
+
+
+@dataclass
+class HistogramData:
+    counts: list[int]  # per bucket, not cumulative; the last is +Inf
+    total: float = 0.0
+
+    def observe(self, bounds: Sequence[float], value: float) -> None:
+        self.counts[bisect.bisect_left(bounds, value)] += 1
+        self.total += value
+
+
+@dataclass
+class RunTotals:
+    """Counts and histograms per family and label set. ``agent_label=False`` drops agent_id."""
+
+    buckets: dict[str, tuple[float, ...]]
+    agent_label: bool = True
+    counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
+    histograms: dict[str, dict[Labels, HistogramData]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for family in FAMILIES:
+            if family.kind == "counter":
+                self.counters[family.name] = {}
+            else:
+                self.histograms[family.name] = {}
+
+    def labels_of(self, family: Family) -> tuple[str, ...]:
+        return family.labels if self.agent_label or family.labels[:1] != (AGENT,) else family.labels[1:]
+
+    def add(self, name: str, labels: Labels, amount: float = 1) -> None:
+        series = self.counters[name]
+        series[labels] = series.get(labels, 0) + amount
+
+    def touch(self, name: str, labels: Labels) -> None:
+        """Create the series at zero, so rate() and panels see 0 rather than nothing."""
+        self.counters[name].setdefault(labels, 0)
+
+    def observe(self, name: str, labels: Labels, value: float) -> None:
+        bounds = self.buckets[BY_NAME[name].buckets]
+        series = self.histograms[name]
+        data = series.get(labels)
+        if data is None:
+            data = series[labels] = HistogramData([0] * (len(bounds) + 1))
+        data.observe(bounds, value)
+
+    def record(self, outcome: RunOutcome, agent: Labels) -> None:
+        """One finished run. ``agent`` is () when the agent label is off, else (agent label,)."""
+        self.add("letta_runs", (*agent, outcome.status, outcome.stop_reason))
+        if outcome.ttft_seconds is not None:
+            self.observe("letta_run_ttft_seconds", agent, outcome.ttft_seconds)
+        if outcome.duration_seconds is not None:
+            self.observe("letta_run_duration_seconds", (*agent, outcome.status), outcome.duration_seconds)
+        if outcome.num_steps is not None:
+            self.observe("letta_run_steps", agent, outcome.num_steps)
+        for token_type, count in outcome.run_tokens.items():
+            if count:
+                self.add("letta_run_tokens", (*agent, token_type), count)
+        for (model, token_type), count in outcome.step_tokens.items():
+            self.add("letta_step_tokens", (model, token_type), count)
+        for key, count in outcome.steps.items():
+            self.add("letta_steps", key, count)
+        for tool, count in outcome.tool_calls.items():
+            self.add("letta_run_tool_calls", (tool,), count)
+        if outcome.callback is not None:
+            self.add("letta_run_callbacks", (outcome.callback,))
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, series in self.counters.items():
+            out[name] = [{"labels": list(k), "value": v} for k, v in series.items() if v]
+        for name, histograms in self.histograms.items():
+            out[name] = [
+                {"labels": list(k), "buckets": h.counts, "sum": h.total} for k, h in histograms.items()
+            ]
+        return out
+
+    def load(self, saved: dict[str, Any]) -> None:
+        """Add saved totals to these. Everything is checked before anything is added, so a file
+        that does not fit leaves the totals as they were."""
+        parsed: list[tuple[str, Labels, Any]] = []
+        for family in FAMILIES:
+            arity = len(self.labels_of(family))
+            for row in saved.get(family.name, []):
+                labels = tuple(str(label) for label in row["labels"])
+                if len(labels) != arity:
+                    raise TotalsError(f"{family.name}: label set changed since the state was written")
+                if family.kind == "counter":
+                    value = row["value"]
+                    if not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
+                        raise TotalsError(f"{family.name}: bad value {value!r}")
+                    parsed.append((family.name, labels, value))
+                else:
+                    counts = [int(count) for count in row["buckets"]]
+                    if len(counts) != len(self.buckets[family.buckets]) + 1:
+                        raise TotalsError(f"{family.name}: buckets changed since the state was written")
+                    parsed.append((family.name, labels, HistogramData(counts, float(row["sum"]))))
+        for name, labels, value in parsed:
+            if isinstance(value, HistogramData):
+                into = self.histograms[name].setdefault(labels, HistogramData([0] * len(value.counts)))
+                into.counts = [a + b for a, b in zip(into.counts, value.counts, strict=True)]
+                into.total += value.total
+            else:
+                self.add(name, labels, value)
+
+
+class TotalsCollector(Collector):
+    """``RunTotals`` as Prometheus metric families, built afresh on each collect."""
+
+    def __init__(self, totals: RunTotals) -> None:
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.totals
+        for family in FAMILIES:
+            labels = totals.labels_of(family)
+            if family.kind == "counter":
+                counter = CounterMetricFamily(family.name, family.help, labels=labels)
+                for key, value in sorted(totals.counters[family.name].copy().items()):
+                    counter.add_metric(key, value)
+                yield counter
+            else:
+                histogram = HistogramMetricFamily(family.name, family.help, labels=labels)
+                bounds = totals.buckets[family.buckets]
+                for key, data in sorted(totals.histograms[family.name].copy().items()):
+                    histogram.add_metric(key, _cumulative(bounds, data.counts[:]), data.total)
+                yield histogram
+
+
+def _cumulative(bounds: Sequence[float], counts: Iterable[int]) -> list[tuple[str, float]]:
+    running, out = 0, []
+    for bound, count in zip([*bounds, math.inf], counts, strict=True):
+        running += count
+        out.append((floatToGoString(bound), running))
+    return out
