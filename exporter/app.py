@@ -20,7 +20,6 @@ from prometheus_client import (
 )
 
 from exporter import __version__
-from exporter.agent_names import AgentNames
 from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
 from exporter.discovery import Discovery, DiscoveryOptions
@@ -28,6 +27,7 @@ from exporter.enrichment import Enricher, EnrichOptions
 from exporter.exposition import Exposition
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
+from exporter.names import NameLookup
 from exporter.poller import Poller
 from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
@@ -108,9 +108,17 @@ def build_exporter(settings: Settings) -> Exporter:
                          backfill=settings.backfill),
         admit=enricher.submit,
     )  # fmt: skip
-    names = AgentNames(client, metrics) if settings.agent_names and settings.agent_label else None
+    names: dict[str, NameLookup] = {}
+    if settings.agent_names and settings.agent_label:
+        names["agent_names"] = NameLookup(
+            "agent", lambda: metrics.agents.admitted, client.retrieve_agent, metrics.set_agent_names
+        )
+    if settings.enrich_metrics:  # tools come from each run's /metrics
+        names["tool_names"] = NameLookup(
+            "tool", metrics.tools_used, client.retrieve_tool, metrics.set_tool_names
+        )
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
-    poller = Poller(discovery, enricher, metrics, agent_names=names, breaker=breaker)
+    poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker)
     exposition = Exposition(registry)
     exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
                         traces=traces)  # fmt: skip

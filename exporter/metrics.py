@@ -49,7 +49,7 @@ EXPECTED_OUTCOMES: tuple[tuple[str, str], ...] = (
 )
 
 # Label values known before anything happens, pre-created at zero so panels read 0, not "no data".
-POLL_PHASES = ("discover", "track", "enrich", "agent_names")
+POLL_PHASES = ("discover", "track", "enrich", "agent_names", "tool_names")
 ENRICHMENT_SOURCES = ("metrics", "steps", "usage", "trace")
 GIVEN_UP_SOURCES = ENRICHMENT_SOURCES  # a full pending set defers runs to Letta: nothing is given up
 LOST_REASONS = ("deleted", "stale")
@@ -67,6 +67,7 @@ class LiveState:
     # When the longest-waiting finished run finished (admitted for enrichment, or left in Letta).
     oldest_unrecorded_finished_at: float | None = None
     agent_names: dict[str, str] = field(default_factory=dict)
+    tool_names: dict[str, str] = field(default_factory=dict)
     exporter_up: bool = False
 
 
@@ -116,6 +117,15 @@ class LiveCollector(Collector):
         for agent_id, name in sorted(state.agent_names.items()):
             info.add_metric([agent_id, name], 1)
         yield info
+
+        tools = GaugeMetricFamily(
+            "letta_tool_info",
+            "Tool names, always 1; join with * on(tool) group_left(tool_name).",
+            labels=["tool", "tool_name"],
+        )
+        for tool, name in sorted(state.tool_names.items()):
+            tools.add_metric([tool, name], 1)
+        yield tools
 
         up = GaugeMetricFamily("letta_exporter_up", "1 when the last poll reached Letta, else 0.")
         up.add_metric([], 1 if state.exporter_up else 0)
@@ -313,3 +323,10 @@ class ExporterMetrics:
             for agent_id, name in names.items()
             if self.agents.is_admitted(agent_id)
         }
+
+    def set_tool_names(self, names: dict[str, str]) -> None:
+        self.live.state.tool_names = {tool: free_label(name) for tool, name in names.items()}
+
+    def tools_used(self) -> list[str]:
+        """Tool label values recorded so far (IDs, as Letta's run metrics report them)."""
+        return [key[0] for key in self.totals.counters["letta_run_tool_calls"].copy()]

@@ -15,13 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from exporter.agent_names import AgentNames
 from exporter.breaker import CircuitBreaker
 from exporter.discovery import Discovery
 from exporter.enrichment import Enricher
 from exporter.letta.errors import LettaError, explain, failure_reason
 from exporter.letta.models import Run
 from exporter.metrics import ExporterMetrics
+from exporter.names import NameLookup
 from exporter.tracker import RunTracker
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class Poller:
         enricher: Enricher,
         metrics: ExporterMetrics,
         *,
-        agent_names: AgentNames | None = None,
+        names: dict[str, NameLookup] | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -42,7 +42,7 @@ class Poller:
         self.enricher = enricher
         self.tracker: RunTracker = discovery.tracker
         self.metrics = metrics
-        self.agent_names = agent_names
+        self.names = names or {}  # poll phase name -> lookup
         self.breaker = breaker or CircuitBreaker()
         self.clock = clock
         self.ready = asyncio.Event()
@@ -73,8 +73,9 @@ class Poller:
             reached = await self._phase("discover", self.discovery.discover)
             reached = await self._phase("track", self._track) and reached
             self._report(reached)
-            if self.agent_names is not None and self.baselined:
-                await self._phase("agent_names", self.agent_names.refresh)
+            if self.baselined:
+                for phase, lookup in self.names.items():
+                    await self._phase(phase, lookup.refresh)
             self.tracker.prune()
             self._publish(reached)
             for hook in self.after_tick:

@@ -50,7 +50,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("letta_steps", "counter", "Steps of finished runs by model, step status and stop reason.",
            ("model", "status", "stop_reason")),
     Family("letta_run_tool_calls", "counter",
-           "Tools used by finished runs (tool ID, or name where resolved).", ("tool",)),
+           "Tools used by finished runs, by tool ID (names in letta_tool_info).", ("tool",)),
     Family("letta_run_callbacks", "counter", "Run completion callbacks by outcome.", ("outcome",)),
 )  # fmt: skip
 BY_NAME = {family.name: family for family in FAMILIES}

@@ -47,6 +47,7 @@ def exposed_metrics() -> dict[str, tuple[str, frozenset[str]]]:
         exposed[name] = (family.kind, frozenset(family.labels))
     metrics.live.state.active = {("agent-1", "running"): 1}
     metrics.live.state.agent_names = {"agent-1": "bot"}
+    metrics.live.state.tool_names = {"tool-1": "web_search"}
     for family in metrics.live.collect():
         labels = {key for sample in family.samples for key in sample.labels}
         exposed[family.name] = (family.type, frozenset(labels))

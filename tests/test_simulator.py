@@ -293,10 +293,10 @@ def test_generated_runs_follow_the_rate_and_finish(sim_factory) -> None:
     assert len(sim.truth()) == count, "rate 0 stops new runs"
 
 
-def test_max_runs_bounds_generation_and_truth_says_when_it_is_done(make_sim, client_for) -> None:
+def test_max_runs_bounds_generation_and_truth_says_when_it_is_done(sim_factory, client_for) -> None:
     """A workload of a fixed size, with its truth over HTTP: what a test uses when the simulator runs
     where only its port can be reached (tests/test_k8s_live.py runs it in a pod)."""
-    sim = make_sim(runs_per_second=200, duration_range=(0.02, 0.05), max_runs=25)
+    sim = sim_factory(runs_per_second=200, duration_range=(0.02, 0.05), max_runs=25)
     client = client_for(sim)
     deadline = time.monotonic() + 10
     while not (summary := client.get("/_simulator/truth").json())["done"]:

@@ -32,7 +32,7 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaTransportError,
 )
-from exporter.letta.models import Agent, Run, RunMetrics, Step, UsageStatistics, as_utc
+from exporter.letta.models import Agent, Run, RunMetrics, Step, Tool, UsageStatistics, as_utc
 from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
 from exporter.letta.ratelimit import AdaptiveRateLimiter
 
@@ -357,6 +357,9 @@ class LettaClient:
 
     async def retrieve_agent(self, agent_id: str) -> Agent:
         return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Agent)
+
+    async def retrieve_tool(self, tool_id: str) -> Tool:
+        return await self._get_model("retrieve_tool", f"/v1/tools/{tool_id}", Tool)
 
 
 def _known_run(raw: Any, known: Callable[[str], bool]) -> Run | None:

@@ -202,3 +202,8 @@ class Step(_Lenient):
 class Agent(_Lenient):
     id: str
     name: str | None = None
+
+
+class Tool(_Lenient):
+    id: str
+    name: str | None = None

@@ -209,6 +209,8 @@ class App:
                 return self.trace(run_id, params)
             case ["v1", "agents", agent_id]:
                 return self._found(self.world.agent(agent_id), "Agent", agent_id)
+            case ["v1", "tools", tool_id]:
+                return self._found(self.world.tool(tool_id), "Tool", tool_id)
             case ["_simulator", "truth"]:
                 return json_response(200, self.world.truth_summary())
         return json_response(404, {"detail": "Not Found"})

@@ -76,9 +76,14 @@ def make_agents(config: SimConfig, now_us: int) -> list[Agent]:
     return agents
 
 
+# Letta's built-in tools, as an agent's runs report them in /metrics tools_used (by ID).
+TOOL_NAMES = ("send_message", "web_search", "fetch_webpage", "run_code", "conversation_search",
+              "archival_memory_search", "memory_insert", "memory_replace")  # fmt: skip
+
+
 def make_tools(config: SimConfig) -> tuple[str, ...]:
     rng = random.Random(f"tools-{config.seed}")
-    return tuple(f"tool-{make_uuid(rng)}" for _ in range(8))
+    return tuple(f"tool-{make_uuid(rng)}" for _ in TOOL_NAMES)
 
 
 # (status, stop_reason, weight); stop_reason "?" stands for a reason Letta may add later.

@@ -253,3 +253,29 @@ def agent_body(agent: Agent) -> dict[str, Any]:
 
 
 HEALTH = {"version": VERSION, "status": "ok"}
+
+
+def tool_body(tool_id: str, name: str) -> dict[str, Any]:
+    """``GET /v1/tools/{id}``: the fields of Letta's ``Tool`` schema (letta/schemas/tool.py), for a
+    built-in tool (no source code)."""
+    return {
+        "id": tool_id,
+        "tool_type": "letta_builtin",
+        "description": f"The {name} tool.",
+        "source_type": "python",
+        "name": name,
+        "tags": ["letta_builtin"],
+        "source_code": None,
+        "json_schema": {"name": name, "description": f"The {name} tool.",
+                        "parameters": {"type": "object", "properties": {}, "required": []}},
+        "args_json_schema": None,
+        "return_char_limit": 50000,
+        "pip_requirements": None,
+        "npm_requirements": None,
+        "default_requires_approval": None,
+        "enable_parallel_execution": False,
+        "created_by_id": "user-00000000-0000-4000-8000-000000000000",
+        "last_updated_by_id": "user-00000000-0000-4000-8000-000000000000",
+        "metadata_": {},
+        "project_id": None,
+    }  # fmt: skip

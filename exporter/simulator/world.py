@@ -26,6 +26,7 @@ from typing import Any
 from exporter.simulator import shapes
 from exporter.simulator.config import SimConfig
 from exporter.simulator.runs import (
+    TOOL_NAMES,
     US_PER_S,
     Agent,
     RunDetails,
@@ -540,3 +541,7 @@ class World:
     def agent(self, agent_id: str) -> dict[str, Any] | None:
         agent = self._agents_by_id.get(agent_id)
         return shapes.agent_body(agent) if agent else None
+
+    def tool(self, tool_id: str) -> dict[str, Any] | None:
+        names = dict(zip(self._tools, TOOL_NAMES, strict=True))
+        return shapes.tool_body(tool_id, names[tool_id]) if tool_id in names else None

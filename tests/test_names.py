@@ -1,0 +1,41 @@
+"""Agent and tool names: looked up by ID, cached, and exposed as info metrics to join on."""
+
+from __future__ import annotations
+
+from exporter.simulator.runs import TOOL_NAMES
+from tests.support import make_exporter, poll_new_runs, registry_samples, run, select, ticks
+
+
+def test_tool_labels_stay_ids_and_letta_tool_info_names_them(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await poll_new_runs(exporter, sim, 30)
+        await ticks(exporter, 2)
+        return exporter
+
+    samples = registry_samples(run(scenario()).registry)
+    used = {key[0] for key in select(samples, "letta_run_tool_calls_total", ("tool",))}
+    assert used and all(tool.startswith("tool-") for tool in used)  # IDs, as /metrics reports them
+    named = {dict(labels)["tool"]: dict(labels)["tool_name"]
+             for (name, labels) in samples if name == "letta_tool_info"}  # fmt: skip
+    assert named.keys() == used
+    assert set(named.values()) <= set(TOOL_NAMES)
+    retrieves = [r for r in sim.requests if r.path.startswith("/v1/tools/")]
+    assert len(retrieves) == len(used)  # one lookup per tool, then the cache
+
+
+def test_agent_names_join_on_agent_id(sim_factory) -> None:
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim)
+        await poll_new_runs(exporter, sim, 10)
+        await ticks(exporter, 1)
+        return exporter
+
+    samples = registry_samples(run(scenario()).registry)
+    counted = {key[0] for key in select(samples, "letta_runs_total", ("agent_id",))}
+    named = {dict(labels)["agent_id"] for (name, labels) in samples if name == "letta_agent_info"}
+    assert counted and named == counted
