@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from exporter import __version__
+from exporter.activity import ActivityLog
 from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
 from exporter.discovery import Discovery, DiscoveryOptions
@@ -118,7 +119,8 @@ def build_exporter(settings: Settings) -> Exporter:
             "tool", metrics.tools_used, client.retrieve_tool, metrics.set_tool_names
         )
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
-    poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker)
+    activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
+    poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity)
     exposition = Exposition(registry)
     exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
                         traces=traces)  # fmt: skip

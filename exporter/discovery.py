@@ -54,6 +54,9 @@ class Discovery:
         self.baselined = False
         self._semaphore = asyncio.Semaphore(options.concurrency)
         self._missing_last_tick: set[str] = set()
+        # What the last discovery read (every row of its pages): for the log's first-poll line.
+        self.seen = 0
+        self.agents: set[str] = set()
 
     async def discover(self) -> None:
         tracker = self.tracker
@@ -63,6 +66,7 @@ class Discovery:
         # after start-up count even when Letta was unreachable at first.
         count_from = self.started_at - self.options.backfill
         listed: list[tuple[float, Run]] = []  # newest first, down to the horizon
+        self.seen, self.agents = 0, set()
         try:
             async for page in self.client.iter_runs(page_size=self.options.page_size, known=tracker.is_known):
                 if first and horizon is None and page:
@@ -82,7 +86,10 @@ class Discovery:
     def _take(self, page: list[Run], horizon: float | None, listed: list[tuple[float, Run]]) -> bool:
         """Add the page's runs above the horizon to ``listed``; whether the horizon was reached."""
         reached_horizon = False
+        self.seen += len(page)
         for run in page:
+            if run.agent_id:
+                self.agents.add(run.agent_id)
             created = created_ts(run)
             if created is None:
                 # Without created_at a run cannot be placed against the horizon: count, skip.

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from exporter.activity import ActivityLog
 from exporter.breaker import CircuitBreaker
 from exporter.discovery import Discovery
 from exporter.enrichment import Enricher
@@ -36,6 +37,7 @@ class Poller:
         *,
         names: dict[str, NameLookup] | None = None,
         breaker: CircuitBreaker | None = None,
+        activity: ActivityLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.discovery = discovery
@@ -44,6 +46,7 @@ class Poller:
         self.metrics = metrics
         self.names = names or {}  # poll phase name -> lookup
         self.breaker = breaker or CircuitBreaker()
+        self.activity = activity
         self.clock = clock
         self.ready = asyncio.Event()
         self._tick_lock = asyncio.Lock()
@@ -78,6 +81,8 @@ class Poller:
                     await self._phase(phase, lookup.refresh)
             self.tracker.prune()
             self._publish(reached)
+            if self.activity is not None:
+                self.activity.after_poll(reached, seen=self.discovery.seen, agents=len(self.discovery.agents))
             for hook in self.after_tick:
                 await hook()
             self.metrics.poll_duration.observe(time.perf_counter() - started)

@@ -1,0 +1,71 @@
+"""What the exporter has been doing, in the log at info: one line once the first poll reaches
+Letta, then a summary every few minutes, so a healthy exporter is not a silent one."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from exporter.metrics import ExporterMetrics
+from exporter.tracker import RunTracker
+
+log = logging.getLogger("exporter")
+
+SUMMARY_EVERY = 300.0
+
+
+class ActivityLog:
+    def __init__(
+        self,
+        metrics: ExporterMetrics,
+        tracker: RunTracker,
+        *,
+        base_url: str,
+        every: float = SUMMARY_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self.tracker = tracker
+        self.base_url = base_url
+        self.every = every
+        self.clock = clock
+        self._first_done = False
+        self._last: tuple[float, float, float, float] | None = None  # when, runs, calls, 429s
+
+    def after_poll(self, reached: bool, *, seen: int, agents: int) -> None:
+        now = self.clock()
+        if reached and not self._first_done:
+            self._first_done = True
+            log.info("first poll reached Letta at %s: %d runs seen, %d in flight, %d agents",
+                     self.base_url, seen, len(self.tracker.in_flight), agents)  # fmt: skip
+        if self._last is None:
+            self._last = (now, *self._figures())
+            return
+        if now - self._last[0] < self.every:
+            return
+        since, runs0, calls0, throttled0 = self._last
+        runs, calls, throttled = self._figures()
+        oldest = self.tracker.oldest_unrecorded()
+        lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+        log.info(
+            "last %.0f min: %d runs counted, %d Letta API calls (%d answered 429), request rate %.0f/s, "
+            "%d runs pending, oldest unrecorded waited %.0fs",
+            (now - since) / 60, runs - runs0, calls - calls0, throttled - throttled0,
+            self._request_rate(), len(self.tracker.pending), lag,
+        )  # fmt: skip
+        self._last = (now, runs, calls, throttled)
+
+    def _figures(self) -> tuple[float, float, float]:
+        runs = sum(self.metrics.totals.counters["letta_runs"].copy().values())
+        calls = throttled = 0.0
+        for family in self.metrics.api_requests.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    calls += sample.value
+                    if sample.labels.get("code") == "429":
+                        throttled += sample.value
+        return runs, calls, throttled
+
+    def _request_rate(self) -> float:
+        return next(s.value for f in self.metrics.request_rate.collect() for s in f.samples)
