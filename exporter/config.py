@@ -25,7 +25,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def parse_duration(value: Any) -> float:
+def parse_seconds(value: Any) -> float:
     """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``1h`` or ``2d``."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     @field_validator("discovery_overlap", "backfill", "trace_probe_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
+        return parse_seconds(value)
 
     @field_validator("ttft_buckets", "duration_buckets", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from exporter.config import ConfigError, Settings, env_name, flag_name, load_settings, parse_duration
+from exporter.config import ConfigError, Settings, env_name, flag_name, load_settings, parse_seconds
 from tests.support import ROOT
 
 SECRET = "sk-let-do-not-print-0123456789"
@@ -92,4 +92,4 @@ def test_empty_key_file_is_an_error(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("1.5", 1.5), ("90s", 90), ("15m", 900), ("2h", 7200),
                                            ("1d", 86400), ("250ms", 0.25)])  # fmt: skip
 def test_durations(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
+    assert parse_seconds(text) == pytest.approx(seconds)

@@ -109,7 +109,7 @@ def parse_timestamp(value: Any) -> int | None:
     return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
 
 
-def parse_duration(value: Any) -> int:
+def row_duration_ns(value: Any) -> int:
     """``Duration`` in nanoseconds: an integer, or its decimal text (ClickHouse quotes UInt64)."""
     if isinstance(value, bool) or value is None:
         return 0
@@ -211,7 +211,7 @@ def parse_row(row: Mapping[str, Any]) -> ParsedRow | None:
         span_id=span_id,
         parent_id=hex_id(row.get("ParentSpanId"), SPAN_ID_HEX),
         start=start,
-        end=start + parse_duration(row.get("Duration")),
+        end=start + row_duration_ns(row.get("Duration")),
         kind=parse_kind(row.get("SpanKind")),
         status=parse_status(row.get("StatusCode")),
         status_message=_text(row.get("StatusMessage")),
