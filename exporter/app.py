@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +18,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.activity import ActivityLog
@@ -32,6 +34,7 @@ from exporter.names import NameLookup
 from exporter.poller import Poller
 from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
+from exporter.totals import render_text
 from exporter.traces.availability import TraceAvailability
 from exporter.traces.pipeline import TracePipeline, build_pipeline
 from exporter.tracker import RunTracker
@@ -59,11 +62,14 @@ class Exporter:
 
 
 def build_exporter(settings: Settings) -> Exporter:
-    registry = CollectorRegistry()
+    # /metrics renders the run-outcome totals straight from their data (many series, so fast), and
+    # everything else through prometheus-client; ``registry`` is all of it, for whoever collects.
+    served = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
-        collector(registry=registry)
+        collector(registry=served)
     metrics = ExporterMetrics(
-        registry,
+        served,
+        register_totals=False,
         agent_label=settings.agent_label,
         max_agents=settings.max_agents,
         ttft_buckets=settings.ttft_buckets,
@@ -120,8 +126,11 @@ def build_exporter(settings: Settings) -> Exporter:
         )
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
     activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
-    poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity)
-    exposition = Exposition(registry)
+    poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
+                    catch_up=settings.poll_interval / 2)  # fmt: skip
+    registry = CollectorRegistry()
+    registry.register(Joined(served, metrics.totals_collector))
+    exposition = Exposition(served, extra=lambda: render_text(metrics.totals))
     exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
                         traces=traces)  # fmt: skip
     if settings.state_file is not None:
@@ -137,6 +146,17 @@ def build_exporter(settings: Settings) -> Exporter:
 
     poller.after_tick.append(render)  # after the state save: what is served has been persisted
     return exporter
+
+
+class Joined(Collector):
+    """Several collectors (or registries) as one."""
+
+    def __init__(self, *parts: Collector) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Metric]:
+        for part in self.parts:
+            yield from part.collect()
 
 
 def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable[None]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -31,8 +32,11 @@ class Rendered:
 class Exposition:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, registry: CollectorRegistry, max_duty: float = 0.05) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, max_duty: float = 0.05, extra: Callable[[], str] | None = None
+    ) -> None:
         self.registry = registry
+        self.extra = extra  # text rendered by its owner, appended to the registry's
         self.max_duty = max_duty
         self._rendered: Rendered | None = None
         self._lock = threading.Lock()
@@ -47,6 +51,8 @@ class Exposition:
         """Render now (a worker thread's job: it takes a while for big registries)."""
         started = time.monotonic()
         text = generate_latest(self.registry)
+        if self.extra is not None:
+            text += self.extra().encode()
         rendered = Rendered(text, gzip.compress(text, compresslevel=1))
         with self._lock:
             self._rendered = rendered

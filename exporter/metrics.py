@@ -147,6 +147,7 @@ class ExporterMetrics:
         ttft_buckets: Sequence[float] = DEFAULT_TTFT_BUCKETS,
         duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
         step_buckets: Sequence[float] = DEFAULT_STEP_BUCKETS,
+        register_totals: bool = True,
     ) -> None:
         # Series per run outcome already cost enough; the _created twins would double them for
         # nothing. prometheus-client keeps this switch process-wide.
@@ -159,7 +160,9 @@ class ExporterMetrics:
             {"ttft": tuple(ttft_buckets), "duration": tuple(duration_buckets), "steps": tuple(step_buckets)},
             agent_label=agent_label,
         )
-        registry.register(TotalsCollector(self.totals))
+        self.totals_collector = TotalsCollector(self.totals)
+        if register_totals:
+            registry.register(self.totals_collector)
 
         self.live = LiveCollector(agent_label, self._initialised_agents)
         registry.register(self.live)

@@ -10,6 +10,7 @@ the same state, so nothing is lost and nothing is counted twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ class Poller:
         names: dict[str, NameLookup] | None = None,
         breaker: CircuitBreaker | None = None,
         activity: ActivityLog | None = None,
+        catch_up: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.discovery = discovery
@@ -47,6 +49,10 @@ class Poller:
         self.names = names or {}  # poll phase name -> lookup
         self.breaker = breaker or CircuitBreaker()
         self.activity = activity
+        # How long a poll may wait for the runs it found to be recorded before it publishes: runs
+        # found then show in the same poll's /metrics, not the next one's. A backlog is not waited
+        # out: the rest is published by later polls.
+        self.catch_up = catch_up
         self.clock = clock
         self.ready = asyncio.Event()
         self._tick_lock = asyncio.Lock()
@@ -79,6 +85,10 @@ class Poller:
             if self.baselined:
                 for phase, lookup in self.names.items():
                     await self._phase(phase, lookup.refresh)
+            if self.catch_up > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.catch_up):
+                        await self.enricher.join()
             self.tracker.prune()
             self._publish(reached)
             if self.activity is not None:

@@ -169,6 +169,51 @@ class RunTotals:
                 self.add(name, labels, value)
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sorted_labels(names: Sequence[str], values: Sequence[str]) -> str:
+    # prometheus-client writes label pairs sorted by name; the same here, so the two agree.
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(zip(names, values, strict=True)))
+
+
+def render_text(totals: RunTotals) -> str:
+    """The families in Prometheus' text format, as ``generate_latest`` writes them, but straight
+    from the dictionaries: with tens of thousands of series per agent-labelled family this is
+    several times faster than building metric objects first (tests/test_totals.py holds the two
+    equal)."""
+    out: list[str] = []
+    for family in FAMILIES:
+        names = totals.labels_of(family)
+        if family.kind == "counter":
+            full = f"{family.name}_total"
+            out.append(f"# HELP {full} {family.help}\n# TYPE {full} counter\n")
+            for key, value in sorted(totals.counters[family.name].copy().items()):
+                labels = _sorted_labels(names, key)
+                out.append(f"{full}{{{labels}}} {floatToGoString(value)}\n" if labels
+                           else f"{full} {floatToGoString(value)}\n")  # fmt: skip
+            continue
+        name = family.name
+        out.append(f"# HELP {name} {family.help}\n# TYPE {name} histogram\n")
+        bounds = [floatToGoString(bound) for bound in (*totals.buckets[family.buckets], math.inf)]
+        # Label pairs sorted by name put le in one place: each series' pairs are split around it once.
+        split = sum(1 for label in names if label < "le")
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        for key, data in sorted(totals.histograms[family.name].copy().items()):
+            pairs = [f'{names[i]}="{_escape(key[i])}"' for i in order]
+            before = "".join(f"{pair}," for pair in pairs[:split])
+            after = "".join(f",{pair}" for pair in pairs[split:])
+            running = 0
+            for bound, count in zip(bounds, data.counts[:], strict=True):
+                running += count
+                out.append(f'{name}_bucket{{{before}le="{bound}"{after}}} {floatToGoString(running)}\n')
+            braces = f"{{{','.join(pairs)}}}" if pairs else ""
+            out.append(f"{name}_count{braces} {floatToGoString(running)}\n")
+            out.append(f"{name}_sum{braces} {floatToGoString(data.total)}\n")
+    return "".join(out)
+
+
 class TotalsCollector(Collector):
     """``RunTotals`` as Prometheus metric families, built afresh on each collect."""
 
