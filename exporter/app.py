@@ -59,6 +59,7 @@ class Exporter:
     exposition: Exposition
     save_state: Callable[[], Awaitable[None]] | None = None
     traces: TracePipeline | None = None
+    render: Callable[[], Awaitable[bool]] | None = None
 
 
 def build_exporter(settings: Settings) -> Exporter:
@@ -81,6 +82,7 @@ def build_exporter(settings: Settings) -> Exporter:
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
         max_requests_per_second=settings.request_rate_ceiling(),
+        max_connections=2 * settings.concurrency + 4,  # workers, discovery's own reads, look-ups
         observer=metrics,
     )
     limiter = client.limiter
@@ -102,7 +104,7 @@ def build_exporter(settings: Settings) -> Exporter:
             steps=settings.enrich_steps,
             trace=settings.enrich_trace,
             retry_delay=settings.poll_interval,
-            settle_delay=min(1.0, settings.poll_interval),
+            settle_delay=min(0.25, settings.poll_interval),
         ),
         traces=traces,
         trace_availability=TraceAvailability(settings.trace_probe_interval),
@@ -138,13 +140,17 @@ def build_exporter(settings: Settings) -> Exporter:
 
     rendering: list[asyncio.Task[object]] = []  # at most one render at a time, never awaited by a tick
 
-    async def render() -> None:
+    async def render() -> bool:
+        """Start a rendering unless one is under way or it is not due yet; whether it started."""
         if rendering and not rendering[0].done():
-            return
-        if exposition.due():
-            rendering[:] = [asyncio.create_task(asyncio.to_thread(exposition.refresh))]
+            return False
+        if not exposition.due():
+            return False
+        rendering[:] = [asyncio.create_task(asyncio.to_thread(exposition.refresh))]
+        return True
 
     poller.after_tick.append(render)  # after the state save: what is served has been persisted
+    exporter.render = render
     return exporter
 
 
@@ -260,12 +266,17 @@ async def serve(
         id="poll",
     )
     scheduler.start()
+    # With nothing persisted there is nothing for /metrics to wait for: runs the workers record
+    # between polls are served within a moment (a rendering is still rationed by its cost).
+    fresh = None if exporter.save_state is not None else asyncio.create_task(_render_often(exporter))
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
         started = time.monotonic()
         scheduler.shutdown(wait=False)
+        if fresh is not None:
+            fresh.cancel()
         await _finish(polls)
         await poller.stop()  # enrichment workers: a run mid-read stays pending (and in the state)
         if exporter.save_state is not None:
@@ -276,6 +287,17 @@ async def serve(
             await asyncio.to_thread(exporter.traces.shutdown, budget)
         server.stop()
         await exporter.client.aclose()
+
+
+async def _render_often(exporter: Exporter, every: float = 0.25) -> None:
+    totals, render = exporter.metrics.totals, exporter.render
+    assert render is not None
+    rendered = totals.version
+    while True:
+        await asyncio.sleep(every)
+        version = totals.version
+        if version != rendered and await render():
+            rendered = version
 
 
 async def _finish(polls: set[asyncio.Task[object]]) -> None:

@@ -42,7 +42,7 @@ class EnrichOptions:
     max_failures: int = 5
     max_settle_checks: int = 3
     retry_delay: float = 10.0  # after a failed read: about a poll interval
-    settle_delay: float = 1.0  # after Letta listed a run before writing its figures
+    settle_delay: float = 0.25  # after Letta listed a run before writing its figures; doubles each look
 
 
 class Verdict(Enum):
@@ -140,7 +140,10 @@ class Enricher:
             self.tracker.forget(run_id)
             self.metrics.runs_lost.labels("deleted").inc()
         else:
-            delay = self.options.retry_delay if verdict is Verdict.RETRY else self.options.settle_delay
+            if verdict is Verdict.RETRY:
+                delay = self.options.retry_delay
+            else:  # Letta writes late data within moments: look soon, then less often
+                delay = self.options.settle_delay * 2 ** max(0, entry.settle_checks - 1)
             self._later(run_id, delay)
 
     # -- one run -----------------------------------------------------------------------------------

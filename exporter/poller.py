@@ -59,7 +59,7 @@ class Poller:
         self._failure: BaseException | None = None
         self._active: list[Run] = []
         # Called at the end of every tick, e.g. to persist state; their failures are theirs to report.
-        self.after_tick: list[Callable[[], Awaitable[None]]] = []
+        self.after_tick: list[Callable[[], Awaitable[object]]] = []
 
     @property
     def baselined(self) -> bool:

@@ -80,6 +80,7 @@ class RunTotals:
     agent_label: bool = True
     counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
     histograms: dict[str, dict[Labels, HistogramData]] = field(default_factory=dict)
+    version: int = 0  # counts the runs recorded: a renderer can tell whether anything changed
 
     def __post_init__(self) -> None:
         for family in FAMILIES:
@@ -109,6 +110,7 @@ class RunTotals:
 
     def record(self, outcome: RunOutcome, agent: Labels) -> None:
         """One finished run. ``agent`` is () when the agent label is off, else (agent label,)."""
+        self.version += 1
         self.add("letta_runs", (*agent, outcome.status, outcome.stop_reason))
         if outcome.ttft_seconds is not None:
             self.observe("letta_run_ttft_seconds", agent, outcome.ttft_seconds)

@@ -148,6 +148,7 @@ class LettaClient:
         backoff_max: float = 30.0,
         max_requests_per_second: float = 0.0,
         max_body_bytes: int = MAX_BODY_BYTES,
+        max_connections: int = 12,
         observer: RequestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
@@ -161,7 +162,9 @@ class LettaClient:
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            # httpcore checks every pooled connection on every request: a pool sized to what is in
+            # flight (enrichment workers, discovery, look-ups) costs a fraction of a large one.
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
         self.max_retries = max_retries
         self.base_url = str(self._http.base_url).rstrip("/")
