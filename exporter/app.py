@@ -104,7 +104,7 @@ def build_exporter(settings: Settings) -> Exporter:
             steps=settings.enrich_steps,
             trace=settings.enrich_trace,
             retry_delay=settings.poll_interval,
-            settle_delay=min(0.25, settings.poll_interval),
+            settle_delay=min(0.5, settings.poll_interval),
         ),
         traces=traces,
         trace_availability=TraceAvailability(settings.trace_probe_interval),
@@ -289,14 +289,16 @@ async def serve(
         await exporter.client.aclose()
 
 
-async def _render_often(exporter: Exporter, every: float = 0.25) -> None:
-    totals, render = exporter.metrics.totals, exporter.render
+async def _render_often(exporter: Exporter, every: float = 0.25, cheap: float = 0.05) -> None:
+    """Between polls, re-render /metrics when runs were recorded and a rendering is cheap; a big
+    registry (thousands of agents) keeps to one rendering per poll, since each holds the GIL."""
+    totals, render, exposition = exporter.metrics.totals, exporter.render, exporter.exposition
     assert render is not None
     rendered = totals.version
     while True:
         await asyncio.sleep(every)
         version = totals.version
-        if version != rendered and await render():
+        if version != rendered and exposition.last_took < cheap and await render():
             rendered = version
 
 

@@ -54,6 +54,8 @@ class Discovery:
         self.baselined = False
         self._semaphore = asyncio.Semaphore(options.concurrency)
         self._missing_last_tick: set[str] = set()
+        # Finished runs the last discovery listed but left in Letta (backpressure): not "gone".
+        self._waiting: set[str] = set()
         # What the last discovery read (every row of its pages): for the log's first-poll line.
         self.seen = 0
         self.agents: set[str] = set()
@@ -118,6 +120,7 @@ class Discovery:
             handled = created
         if advance and handled is not None:
             tracker.advance_watermark(handled)
+        self._waiting = {run.id for _, run in listed if run.is_terminal and not tracker.is_known(run.id)}
 
     async def track(self) -> list[Run]:
         """Read the active set; return it (for the live gauges) after taking in runs that left it."""
@@ -139,7 +142,9 @@ class Discovery:
         # finished, by the next discovery: it is asked for only if it is still missing a tick
         # later (deleted, say), which saves a request for nearly every run seen in flight.
         horizon = tracker.horizon
-        missing = [run_id for run_id in tracker.in_flight if run_id not in active]
+        missing = [
+            run_id for run_id in tracker.in_flight if run_id not in active and run_id not in self._waiting
+        ]
         gone = [
             run_id
             for run_id in missing

@@ -43,6 +43,11 @@ class Exposition:
         self._last_end = float("-inf")
         self._last_took = 0.0
 
+    @property
+    def last_took(self) -> float:
+        """Seconds the last rendering took."""
+        return self._last_took
+
     def due(self) -> bool:
         rest = self._last_took * (1 / self.max_duty - 1)
         return time.monotonic() - self._last_end >= rest

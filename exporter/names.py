@@ -30,7 +30,7 @@ class NameLookup:
         publish: Callable[[dict[str, str]], None],
         *,
         refresh_every: float = 3600.0,
-        per_tick: int = 20,
+        per_tick: int = 5,  # a few a poll: a fleet of new agents is not a burst of requests
         concurrency: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -401,3 +401,29 @@ def test_catching_up_five_thousand_runs_after_downtime_counts_each_once(sim_fact
     for truth in sim.truth():
         expected[(truth.agent_id, truth.status, enum_label(truth.stop_reason))] += 1
     assert select(samples, "letta_runs_total", ("agent_id", "status", "stop_reason")) == expected
+
+
+def test_runs_left_in_letta_by_backpressure_are_not_looked_up_one_by_one(sim_factory) -> None:
+    """Runs seen in flight that finish while the pending set is full are listed, finished, by
+    discovery: waiting for room, they cost no retrieve_run each poll."""
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim, max_pending=3, page_size=10)
+        await exporter.poller.tick()
+        stuck = sim.add_stuck(8)
+        await asyncio.sleep(0.2)
+        await ticks(exporter, 1)
+        assert set(stuck) <= set(exporter.tracker.in_flight)
+        sim.burst(12)
+        sim.release_stuck()
+        assert await asyncio.to_thread(sim.wait_idle, 20)
+        await settle(exporter, sim)
+        return exporter
+
+    exporter = run(scenario())
+    assert runs_counted(registry_samples(exporter.registry)) == 20
+    retrieved = [
+        r.path for r in sim.requests if r.path.rstrip("/").count("/") == 3 and "/v1/runs/run-" in r.path
+    ]
+    assert retrieved == []
