@@ -71,6 +71,15 @@ class LiveState:
     exporter_up: bool = False
 
 
+def _names_info(name: str, key: str, label: str, names: dict[str, str]) -> GaugeMetricFamily:
+    info = GaugeMetricFamily(
+        name, f"Names, always 1; join with * on({key}) group_left({label}).", labels=[key, label]
+    )
+    for ident, value in sorted(names.items()):
+        info.add_metric([ident, value], 1)
+    return info
+
+
 class LiveCollector(Collector):
     """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear
     (bar ``letta_active_runs``, which reads 0 for every agent counted, like ``letta_runs_total``)."""
@@ -109,23 +118,8 @@ class LiveCollector(Collector):
         behind.add_metric([], max(0.0, time.time() - waiting) if waiting is not None else 0.0)
         yield behind
 
-        info = GaugeMetricFamily(
-            "letta_agent_info",
-            "Agent names, always 1; join with * on(agent_id) group_left(agent_name).",
-            labels=["agent_id", "agent_name"],
-        )
-        for agent_id, name in sorted(state.agent_names.items()):
-            info.add_metric([agent_id, name], 1)
-        yield info
-
-        tools = GaugeMetricFamily(
-            "letta_tool_info",
-            "Tool names, always 1; join with * on(tool) group_left(tool_name).",
-            labels=["tool", "tool_name"],
-        )
-        for tool, name in sorted(state.tool_names.items()):
-            tools.add_metric([tool, name], 1)
-        yield tools
+        yield _names_info("letta_agent_info", "agent_id", "agent_name", state.agent_names)
+        yield _names_info("letta_tool_info", "tool", "tool_name", state.tool_names)
 
         up = GaugeMetricFamily("letta_exporter_up", "1 when the last poll reached Letta, else 0.")
         up.add_metric([], 1 if state.exporter_up else 0)
