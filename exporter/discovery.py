@@ -108,19 +108,21 @@ class Discovery:
         tracker = self.tracker
         handled: float | None = None
         tracker.deferred_since = None
-        for created, run in reversed(listed):
+        self._waiting = set()
+        for index, (created, run) in enumerate(reversed(listed)):
             seen = tracker.observe(run, count_terminal=not first or created >= count_from)
             if seen is Seen.DEFERRED:
                 # Backpressure: this run and every newer one wait in Letta for a later poll.
                 finished = run.completed_at.timestamp() if run.completed_at is not None else created
                 tracker.deferred_since = finished
+                newer = listed[: len(listed) - index]  # this run and the ones listed before it
+                self._waiting = {r.id for _, r in newer if r.is_terminal and not tracker.is_known(r.id)}
                 break
             if seen is Seen.PENDING:
                 self.admit(run.id)
             handled = created
         if advance and handled is not None:
             tracker.advance_watermark(handled)
-        self._waiting = {run.id for _, run in listed if run.is_terminal and not tracker.is_known(run.id)}
 
     async def track(self) -> list[Run]:
         """Read the active set; return it (for the live gauges) after taking in runs that left it."""

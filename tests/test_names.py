@@ -6,16 +6,21 @@ from exporter.simulator.runs import TOOL_NAMES
 from tests.support import make_exporter, poll_new_runs, registry_samples, run, select, ticks
 
 
-def test_tool_labels_stay_ids_and_letta_tool_info_names_them(sim_factory) -> None:
-    sim = sim_factory()
+def counted_then_named(sim, runs: int) -> dict:
+    """Samples after ``runs`` new runs are counted and two more polls have looked names up."""
 
     async def scenario():
         exporter = make_exporter(sim)
-        await poll_new_runs(exporter, sim, 30)
+        await poll_new_runs(exporter, sim, runs)
         await ticks(exporter, 2)
         return exporter
 
-    samples = registry_samples(run(scenario()).registry)
+    return registry_samples(run(scenario()).registry)
+
+
+def test_tool_labels_stay_ids_and_letta_tool_info_names_them(sim_factory) -> None:
+    sim = sim_factory()
+    samples = counted_then_named(sim, 30)
     used = {key[0] for key in select(samples, "letta_run_tool_calls_total", ("tool",))}
     assert used and all(tool.startswith("tool-") for tool in used)  # IDs, as /metrics reports them
     named = {dict(labels)["tool"]: dict(labels)["tool_name"]
@@ -27,15 +32,7 @@ def test_tool_labels_stay_ids_and_letta_tool_info_names_them(sim_factory) -> Non
 
 
 def test_agent_names_join_on_agent_id(sim_factory) -> None:
-    sim = sim_factory()
-
-    async def scenario():
-        exporter = make_exporter(sim)
-        await poll_new_runs(exporter, sim, 10)
-        await ticks(exporter, 1)
-        return exporter
-
-    samples = registry_samples(run(scenario()).registry)
+    samples = counted_then_named(sim_factory(), 10)
     counted = {key[0] for key in select(samples, "letta_runs_total", ("agent_id",))}
     named = {dict(labels)["agent_id"] for (name, labels) in samples if name == "letta_agent_info"}
     assert counted and named == counted
