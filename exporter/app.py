@@ -34,7 +34,7 @@ from exporter.names import NameLookup
 from exporter.poller import Poller
 from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
-from exporter.totals import render_text
+from exporter.totals import TotalsText
 from exporter.traces.availability import TraceAvailability
 from exporter.traces.pipeline import TracePipeline, build_pipeline
 from exporter.tracker import RunTracker
@@ -118,13 +118,16 @@ def build_exporter(settings: Settings) -> Exporter:
         admit=enricher.submit,
     )  # fmt: skip
     names: dict[str, NameLookup] = {}
+
+    def calls() -> int:
+        return client.requests_sent
+
     if settings.agent_names and settings.agent_label:
-        names["agent_names"] = NameLookup(
-            "agent", lambda: metrics.agents.admitted, client.retrieve_agent, metrics.set_agent_names
-        )
+        names["agent_names"] = NameLookup("agent", lambda: metrics.agents.admitted, client.retrieve_agent,
+                                          metrics.set_agent_names, calls=calls)  # fmt: skip
     if settings.enrich_metrics:  # tools come from each run's /metrics
         names["tool_names"] = NameLookup(
-            "tool", metrics.tools_used, client.retrieve_tool, metrics.set_tool_names
+            "tool", metrics.tools_used, client.retrieve_tool, metrics.set_tool_names, calls=calls
         )
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
     activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
@@ -132,7 +135,7 @@ def build_exporter(settings: Settings) -> Exporter:
                     catch_up=settings.poll_interval / 2)  # fmt: skip
     registry = CollectorRegistry()
     registry.register(Joined(served, metrics.totals_collector))
-    exposition = Exposition(served, extra=lambda: render_text(metrics.totals))
+    exposition = Exposition(served, extra=TotalsText(metrics.totals).render)
     exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
                         traces=traces)  # fmt: skip
     if settings.state_file is not None:
@@ -289,7 +292,7 @@ async def serve(
         await exporter.client.aclose()
 
 
-async def _render_often(exporter: Exporter, every: float = 0.25, cheap: float = 0.05) -> None:
+async def _render_often(exporter: Exporter, every: float = 0.1, cheap: float = 0.05) -> None:
     """Between polls, re-render /metrics when runs were recorded and a rendering is cheap; a big
     registry (thousands of agents) keeps to one rendering per poll, since each holds the GIL."""
     totals, render, exposition = exporter.metrics.totals, exporter.render, exporter.exposition

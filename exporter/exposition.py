@@ -2,14 +2,15 @@
 
 prometheus-client renders roughly 8 µs per sample: 100k series take most of a second, on every
 scrape, and every Prometheus replica scrapes. The numbers only change when a poll ends, so the
-poll renders them (off the event loop) and scrapes are served the stored bytes, plain or gzipped.
+poll renders them (off the event loop) and scrapes are served the stored bytes (gzipped once, for
+the first scrape that asks).
 A side effect worth having: a scrape always sees a whole poll's worth of changes, never half.
 
 Rendering holds the GIL, so for very large registries it is also rationed: a render starts only
 once the time since the last one is at least ``1 / max_duty - 1`` times what that one took (with
-the default 0.05, rendering uses at most a twentieth of the time). A small registry renders after
-every poll; 100k series (about 0.75 s here) are refreshed every 15 s or so, about as often as
-Prometheus scrapes.
+the default 0.05, rendering uses at most a twentieth of the time). The run-outcome totals, nearly
+all the series, are rendered incrementally (``totals.TotalsText``): 115k series take about 25 ms
+here when the last rendering is kept, against 150 ms from scratch.
 """
 
 from __future__ import annotations
@@ -18,34 +19,45 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 
-@dataclass(frozen=True)
 class Rendered:
-    text: bytes
-    gzipped: bytes
+    """One rendering, plain; gzipped on the first scrape that asks for it (Prometheus does, a
+    person with curl does not), then kept."""
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self._gzipped: bytes | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def gzipped(self) -> bytes:
+        with self._lock:
+            if self._gzipped is None:
+                self._gzipped = gzip.compress(self.text, compresslevel=1)
+            return self._gzipped
 
 
 class Exposition:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(
-        self, registry: CollectorRegistry, max_duty: float = 0.05, extra: Callable[[], str] | None = None
+        self, registry: CollectorRegistry, max_duty: float = 0.05, extra: Callable[[], bytes] | None = None
     ) -> None:
         self.registry = registry
         self.extra = extra  # text rendered by its owner, appended to the registry's
         self.max_duty = max_duty
         self._rendered: Rendered | None = None
         self._lock = threading.Lock()
+        self._rendering = threading.Lock()
         self._last_end = float("-inf")
         self._last_took = 0.0
 
     @property
     def last_took(self) -> float:
-        """Seconds the last rendering took."""
+        """CPU seconds the last rendering took."""
         return self._last_took
 
     def due(self) -> bool:
@@ -54,15 +66,19 @@ class Exposition:
 
     def refresh(self) -> Rendered:
         """Render now (a worker thread's job: it takes a while for big registries)."""
-        started = time.monotonic()
-        text = generate_latest(self.registry)
-        if self.extra is not None:
-            text += self.extra().encode()
-        rendered = Rendered(text, gzip.compress(text, compresslevel=1))
+        with self._rendering:  # one at a time: ``extra`` keeps what it wrote for the next
+            # The thread's CPU time, not the wall time: that is what holds the GIL, and a
+            # rendering waiting for the busy event loop would otherwise look costly.
+            started = time.thread_time()
+            text = generate_latest(self.registry)
+            if self.extra is not None:
+                text += self.extra()
+            rendered = Rendered(text)
+            took = time.thread_time() - started
         with self._lock:
             self._rendered = rendered
         self._last_end = time.monotonic()
-        self._last_took = self._last_end - started
+        self._last_took = took
         return rendered
 
     def current(self) -> Rendered:

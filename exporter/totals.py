@@ -66,10 +66,12 @@ class TotalsError(ValueError):
 class HistogramData:
     counts: list[int]  # per bucket, not cumulative; the last is +Inf
     total: float = 0.0
+    version: int = 0  # bumped on every change, so a renderer can keep what it wrote for it
 
     def observe(self, bounds: Sequence[float], value: float) -> None:
         self.counts[bisect.bisect_left(bounds, value)] += 1
         self.total += value
+        self.version += 1
 
 
 @dataclass
@@ -167,6 +169,7 @@ class RunTotals:
                 into = self.histograms[name].setdefault(labels, HistogramData([0] * len(value.counts)))
                 into.counts = [a + b for a, b in zip(into.counts, value.counts, strict=True)]
                 into.total += value.total
+                into.version += 1
             else:
                 self.add(name, labels, value)
 
@@ -175,45 +178,104 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+class TotalsText:
+    """The families in Prometheus' text format, as ``generate_latest`` writes them, but straight
+    from the dictionaries and incrementally: each series' lines are kept and written again only when
+    its value changed since the last rendering. With thousands of agents (hundreds of thousands of
+    lines) a rendering then costs about a copy of the text, not a formatting of every line
+    (tests/test_totals.py holds the result equal to prometheus-client's).
+
+    Renderings run on one thread at a time (the exposition's), while runs are recorded on the event
+    loop: a series is read value-first, so one changed mid-rendering is written again next time."""
+
+    def __init__(self, totals: RunTotals) -> None:
+        self.totals = totals
+        # Per family: label values in sorted order, and per series (value or version, its lines).
+        self._order: dict[str, list[Labels]] = {family.name: [] for family in FAMILIES}
+        self._lines: dict[str, dict[Labels, tuple[float, bytes]]] = {family.name: {} for family in FAMILIES}
+        self._headers = {family.name: _header(family) for family in FAMILIES}
+
+    def render(self) -> bytes:
+        parts: list[bytes] = []
+        for family in FAMILIES:
+            parts.append(self._headers[family.name])
+            if family.kind == "counter":
+                self._counter(family, parts)
+            else:
+                self._histogram(family, parts)
+        return b"".join(parts)
+
+    def _keys(self, family: Family, series: dict[Labels, Any]) -> list[Labels]:
+        order = self._order[family.name]
+        if len(order) != len(series):  # series are only ever added: a new one changes the count
+            order = self._order[family.name] = sorted(series)
+            lines = self._lines[family.name]
+            for gone in lines.keys() - series.keys():
+                del lines[gone]
+        return order
+
+    def _counter(self, family: Family, parts: list[bytes]) -> None:
+        series = self.totals.counters[family.name].copy()
+        names = self.totals.labels_of(family)
+        full = f"{family.name}_total"
+        cache = self._lines[family.name]
+        for key in self._keys(family, series):
+            value = series[key]
+            kept = cache.get(key)
+            if kept is None or kept[0] != value:
+                labels = _sorted_labels(names, key)
+                braces = f"{{{labels}}}" if labels else ""
+                kept = cache[key] = (value, f"{full}{braces} {floatToGoString(value)}\n".encode())
+            parts.append(kept[1])
+
+    def _histogram(self, family: Family, parts: list[bytes]) -> None:
+        series = self.totals.histograms[family.name].copy()
+        names = self.totals.labels_of(family)
+        cache = self._lines[family.name]
+        bounds: list[str] | None = None
+        for key in self._keys(family, series):
+            data = series[key]
+            version = data.version  # before the counts: a change after this is written next time
+            kept = cache.get(key)
+            if kept is None or kept[0] != version:
+                if bounds is None:
+                    bounds = [floatToGoString(b) for b in (*self.totals.buckets[family.buckets], math.inf)]
+                kept = cache[key] = (version, _histogram_lines(family.name, names, key, bounds, data))
+            parts.append(kept[1])
+
+
+def _header(family: Family) -> bytes:
+    name = f"{family.name}_total" if family.kind == "counter" else family.name
+    return f"# HELP {name} {family.help}\n# TYPE {name} {family.kind}\n".encode()
+
+
 def _sorted_labels(names: Sequence[str], values: Sequence[str]) -> str:
     # prometheus-client writes label pairs sorted by name; the same here, so the two agree.
     return ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(zip(names, values, strict=True)))
 
 
-def render_text(totals: RunTotals) -> str:
-    """The families in Prometheus' text format, as ``generate_latest`` writes them, but straight
-    from the dictionaries: with tens of thousands of series per agent-labelled family this is
-    several times faster than building metric objects first (tests/test_totals.py holds the two
-    equal)."""
+def _histogram_lines(
+    name: str, names: Sequence[str], key: Labels, bounds: list[str], data: HistogramData
+) -> bytes:
+    # Label pairs sorted by name put le in one place: each series' pairs are split around it once.
+    pairs = [f'{label}="{_escape(value)}"' for label, value in sorted(zip(names, key, strict=True))]
+    split = sum(1 for label in names if label < "le")
+    before = "".join(f"{pair}," for pair in pairs[:split])
+    after = "".join(f",{pair}" for pair in pairs[split:])
     out: list[str] = []
-    for family in FAMILIES:
-        names = totals.labels_of(family)
-        if family.kind == "counter":
-            full = f"{family.name}_total"
-            out.append(f"# HELP {full} {family.help}\n# TYPE {full} counter\n")
-            for key, value in sorted(totals.counters[family.name].copy().items()):
-                labels = _sorted_labels(names, key)
-                out.append(f"{full}{{{labels}}} {floatToGoString(value)}\n" if labels
-                           else f"{full} {floatToGoString(value)}\n")  # fmt: skip
-            continue
-        name = family.name
-        out.append(f"# HELP {name} {family.help}\n# TYPE {name} histogram\n")
-        bounds = [floatToGoString(bound) for bound in (*totals.buckets[family.buckets], math.inf)]
-        # Label pairs sorted by name put le in one place: each series' pairs are split around it once.
-        split = sum(1 for label in names if label < "le")
-        order = sorted(range(len(names)), key=lambda i: names[i])
-        for key, data in sorted(totals.histograms[family.name].copy().items()):
-            pairs = [f'{names[i]}="{_escape(key[i])}"' for i in order]
-            before = "".join(f"{pair}," for pair in pairs[:split])
-            after = "".join(f",{pair}" for pair in pairs[split:])
-            running = 0
-            for bound, count in zip(bounds, data.counts[:], strict=True):
-                running += count
-                out.append(f'{name}_bucket{{{before}le="{bound}"{after}}} {floatToGoString(running)}\n')
-            braces = f"{{{','.join(pairs)}}}" if pairs else ""
-            out.append(f"{name}_count{braces} {floatToGoString(running)}\n")
-            out.append(f"{name}_sum{braces} {floatToGoString(data.total)}\n")
-    return "".join(out)
+    running = 0
+    for bound, count in zip(bounds, data.counts[:], strict=True):
+        running += count
+        out.append(f'{name}_bucket{{{before}le="{bound}"{after}}} {floatToGoString(running)}\n')
+    braces = f"{{{','.join(pairs)}}}" if pairs else ""
+    out.append(f"{name}_count{braces} {floatToGoString(running)}\n")
+    out.append(f"{name}_sum{braces} {floatToGoString(data.total)}\n")
+    return "".join(out).encode()
+
+
+def render_text(totals: RunTotals) -> str:
+    """One rendering of ``totals`` from scratch (``TotalsText`` keeps what it wrote for the next)."""
+    return TotalsText(totals).render().decode()
 
 
 class TotalsCollector(Collector):

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.outcome import RunOutcome
-from exporter.totals import RunTotals, TotalsCollector, TotalsError, render_text
+from exporter.totals import RunTotals, TotalsCollector, TotalsError, TotalsText, render_text
 
 BUCKETS = {"ttft": (0.1, 1.0, 2.5), "duration": (1.0, 10.0), "steps": (1, 2, 5)}
 
@@ -40,6 +40,19 @@ def test_fast_text_equals_prometheus_client_rendering(agent_label: bool) -> None
     registry = CollectorRegistry()
     registry.register(TotalsCollector(totals))
     assert render_text(totals) == generate_latest(registry).decode()
+
+
+def test_incremental_rendering_writes_again_every_series_that_changed() -> None:
+    totals = filled()
+    text = TotalsText(totals)
+    first = text.render()
+    # Changes to series already written (every family), and series new since: a new agent.
+    for n in range(40, 47):
+        totals.record(outcome(n), (f"agent-{n % 4}",))
+    registry = CollectorRegistry()
+    registry.register(TotalsCollector(totals))
+    assert text.render().decode() == generate_latest(registry).decode() == render_text(totals)
+    assert text.render() != first
 
 
 def test_dump_then_load_gives_the_same_totals_and_a_bad_file_changes_nothing() -> None:

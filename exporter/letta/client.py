@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 import zlib
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from exporter.letta.errors import (
 from exporter.letta.models import Agent, Run, RunMetrics, Step, Tool, UsageStatistics, as_utc
 from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
 from exporter.letta.ratelimit import AdaptiveRateLimiter
+from exporter.letta.transport import letta_transport
 
 log = logging.getLogger(__name__)
 
@@ -156,20 +158,22 @@ class LettaClient:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            follow_redirects=False,
+        self._headers = httpx.Headers(headers)
+        self._root = httpx.URL(base_url.rstrip("/"))
+        self._timeouts = {"timeout": httpx.Timeout(timeout).as_dict()}
+        # Requests go straight to the transport: an AsyncClient's per-request work (URL merging,
+        # cookies, auth and redirect flows) cost more CPU than the exchange itself, and this client
+        # needs none of it (docs/bench.md, "Request path").
+        self._transport = transport or letta_transport(
+            self._root,
             # httpcore checks every pooled connection on every request: a pool sized to what is in
             # flight (enrichment workers, discovery, look-ups) costs a fraction of a large one.
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
         self.max_retries = max_retries
-        self.base_url = str(self._http.base_url).rstrip("/")
+        self.base_url = str(self._root)
         self.key_set = bool(api_key)
-        url = self._http.base_url
+        url = self._root
         self._where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         self.total_timeout = timeout * 3
         self.max_body_bytes = max_body_bytes
@@ -178,10 +182,11 @@ class LettaClient:
         self.limiter = AdaptiveRateLimiter(max_requests_per_second)
         self.observer: RequestObserver = observer or _NullObserver()
         self.cursors = CursorBehaviour(self.observer)
+        self.requests_sent = 0  # every attempt, answered or not
         self._sleep = sleep
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> LettaClient:
         return self
@@ -197,18 +202,24 @@ class LettaClient:
     async def _fetch(self, path: str, params: Any) -> tuple[httpx.Response, bytes]:
         """One exchange, bounded in time as a whole (a slow-loris reply trickling bytes under the
         per-read timeout still ends) and in size (a runaway body is cut off, not buffered)."""
+        url = httpx.URL(self.base_url + path, params=params)
+        request = httpx.Request("GET", url, headers=self._headers, extensions=self._timeouts)
         async with asyncio.timeout(self.total_timeout):
-            async with self._http.stream("GET", path, params=params) as response:
+            response = await self._transport.handle_async_request(request)
+            try:
                 body = _BoundedBody(response.headers.get("content-encoding", ""), self.max_body_bytes)
-                async for chunk in response.aiter_raw():
+                async for chunk in response.stream:  # type: ignore[union-attr]
                     body.feed(chunk)
-                return response, body.body()
+            finally:
+                await response.aclose()
+            return response, body.body()
 
     async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
         """GET ``path`` and decode JSON, retrying what is worth retrying."""
         attempt = 0
         while True:
             await self.limiter.acquire()
+            self.requests_sent += 1
             started = time.perf_counter()
             delay: float | None = None
             try:
@@ -396,6 +407,10 @@ def _os_error(exc: BaseException) -> str:
     service not known"), found down the exception chain; else the exception's own text."""
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):  # an OSError whose errno means nothing
+            return f"TLS certificate not trusted: {seen.verify_message} (CERTIFICATE_VERIFY_FAILED)"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS failed: {seen.reason or seen}"
         if isinstance(seen, OSError) and (seen.strerror or seen.errno):
             # asyncio words a refusal "Connect call failed (...)"; the errno says it plainly.
             return os.strerror(seen.errno) if seen.errno and seen.errno > 0 else str(seen.strerror)
