@@ -1,7 +1,8 @@
 """Run traces from the simulator to real OTLP receivers (gRPC and HTTP/protobuf, in-process on
 loopback) through the real poller, client and pipeline: exact IDs, names, kinds, times, attributes,
 events, links, resource and scope; the 501 probe; synthesis; settings; a collector that is down,
-slow or a black hole; restarts."""
+slow or a black hole; restarts. And, against an exporter that holds batches, the queue's admission
+and shutdown counts."""
 
 from __future__ import annotations
 
@@ -11,16 +12,22 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanContext, TraceFlags
+from prometheus_client import CollectorRegistry, Counter
 
 from exporter.app import Exporter, build_exporter
 from exporter.config import ConfigError, Settings, load_settings
 from exporter.simulator import Simulator, TruthRun
+from exporter.traces.pipeline import TracePipeline
 from exporter.traces.spans import AttributePolicy
 from exporter.traces.synth import derived_id
 from tests.otlp_receivers import GrpcReceiver, HttpReceiver, Received
@@ -484,6 +491,47 @@ def test_shutdown_is_bounded_and_counts_what_was_left(sim_factory, otel, exporte
         # The hanging batch itself ends as a failure once its connection is given up.
         in_flight = synthesised_span_count(sim.truth()) - results["dropped"]
         assert 0 < in_flight <= 5
+
+
+class Gate(SpanExporter):
+    """Holds each batch until opened; its shutdown opens it."""
+
+    def __init__(self) -> None:
+        self.open, self.got = threading.Event(), []
+
+    def export(self, batch):
+        self.open.wait()
+        self.got.extend(batch)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.open.set()
+
+
+def test_a_full_queue_refuses_whole_runs_and_every_span_is_counted_once() -> None:
+    """What the pipeline adds to the SDK's BatchSpanProcessor (1.45.2), which alone evicts the oldest
+    queued spans uncounted, waits 30 s at shutdown for a hanging batch and abandons the rest uncounted."""
+    counter = Counter("spans", "", ["result"], registry=CollectorRegistry())
+    gate = Gate()
+    pipeline = TracePipeline(gate, counter, max_queue=10, max_batch=4, delay=60)
+    sampled = TraceFlags(TraceFlags.SAMPLED)
+    runs = [[ReadableSpan(f"{r}.{i}", SpanContext(r + 1, i + 1, False, sampled)) for i in range(4)]
+            for r in range(5)]  # fmt: skip
+    assert pipeline.enqueue(runs[0])
+    wait_for(lambda: pipeline.queued == 0, 5, what="the first run held in export")
+    assert [pipeline.enqueue(spans) for spans in runs[1:]] == [True, True, False, False]
+    assert pipeline.queued == 8  # two whole runs; the third would not fit whole
+    started = time.monotonic()
+    pipeline.shutdown(0.2)  # the held batch is let go by the exporter's shutdown
+    assert time.monotonic() - started < 1.0
+
+    def results() -> dict[str, float]:
+        return {
+            s.labels["result"]: s.value for s in counter.collect()[0].samples if s.name.endswith("_total")
+        }
+
+    wait_for(lambda: results() == {"success": 4, "dropped": 16}, 5, what="every span counted once")
+    assert sorted(span.name for span in gate.got) == ["0.0", "0.1", "0.2", "0.3"]
 
 
 @pytest.mark.integration  # long real-time run: the full run's, to keep plain pytest quick

@@ -2,11 +2,12 @@
 
 ``TracePipeline.submit`` is called once per finalised run, right after its metrics are recorded. It
 turns the run's ``/trace`` rows (or, without any, a synthesised trace) into spans and puts them in a
-bounded queue, never waiting on the network. A worker thread sends batches with the OpenTelemetry
-SDK's OTLP exporter (gRPC or HTTP/protobuf), which retries transient failures with backoff. Every
-span ends up counted once in ``letta_exporter_spans_exported_total{result}``: ``success``,
-``failure`` (the endpoint refused it or stayed unreachable through the retries) or ``dropped`` (the
-queue was full, or it was still queued at shutdown). A run's spans are queued whole or not at all.
+bounded queue, never waiting on the network. The OpenTelemetry SDK's batch span processor sends
+batches with its OTLP exporter (gRPC or HTTP/protobuf), which retries transient failures with
+backoff. Every span ends up counted once in ``letta_exporter_spans_exported_total{result}``:
+``success``, ``failure`` (the endpoint refused it or stayed unreachable through the retries) or
+``dropped`` (the queue was full, or it was still queued at shutdown). A run's spans are queued whole
+or not at all.
 
 Configuration is OpenTelemetry's own: ``OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,
 TIMEOUT,COMPRESSION,CERTIFICATE,CLIENT_KEY,CLIENT_CERTIFICATE,INSECURE}``, read by the SDK exporter,
@@ -18,11 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import Counter
 
 from exporter.letta.models import Run
@@ -40,7 +40,6 @@ from exporter.traces.synth import synthesise
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
-    from opentelemetry.sdk.trace.export import SpanExporter
 
     from exporter.config import Settings
 
@@ -50,7 +49,16 @@ log = logging.getLogger(__name__)
 
 
 class TracePipeline:
-    """Spans for finalised runs: built on the caller's thread, exported on a worker thread."""
+    """Spans for finalised runs: built on the caller's thread, exported by the SDK's batch processor.
+
+    The admission, timeouts and drop counts here are what that processor lacks (opentelemetry-sdk
+    1.45.2, ``sdk/_shared_internal/__init__.py``). On a full queue ``emit`` evicts the oldest span,
+    telling only its log and an opt-in OTel metric (:199-203): a queued run would lose spans and the
+    drop count miss them, so a run is let in only whole and only while it fits, the queue's length
+    being spans handed over less spans the exporter has taken. ``shutdown`` has no timeout (30 s,
+    :207-215), ``force_flush`` ignores its own (:231), and spans still queued when shutdown gives up
+    are abandoned uncounted (:217): both run on a thread waited on for the caller's timeout, and spans
+    the exporter has not taken by then are counted dropped."""
 
     wants_rows = True  # the poller reads /trace for every run while this is on
 
@@ -73,17 +81,13 @@ class TracePipeline:
         self.converter = RowConverter(self.policy, reparent=reparent_orphans)
         self.synthesis = synthesis
         self.max_queue = max_queue
-        self.max_batch = max(1, min(max_batch, max_queue))
-        self.delay = delay
         self.on_malformed = on_malformed
-        self._queue: deque[ReadableSpan] = deque()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._flushing = 0
-        self._exporting = False
-        self._failing = False
-        self._dropping = False
+        self._lock = threading.Lock()
+        self._handed = self._taken = 0
+        self._closed = self._failing = self._dropping = False
+        self.processor = BatchSpanProcessor(
+            _Counting(self), max_queue, delay * 1000, min(max_batch, max_queue)
+        )
 
     # -- the poll loop's side ------------------------------------------------------------------
 
@@ -116,113 +120,87 @@ class TracePipeline:
     def enqueue(self, spans: Sequence[ReadableSpan]) -> bool:
         if not spans:
             return True
-        with self._cond:
-            if self._stopping or len(self._queue) + len(spans) > self.max_queue:
-                self.counter.labels("dropped").inc(len(spans))
-                if not self._dropping:
-                    self._dropping = True
-                    log.warning(
-                        "trace queue full (%d spans): dropping traces until the OTLP endpoint catches up",
-                        self.max_queue,
-                    )
-                return False
-            self._queue.extend(spans)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="otlp-traces", daemon=True)
-                self._thread.start()
-            # Wakes the worker: an idle one starts the batch delay, a waiting one checks the size.
-            self._cond.notify_all()
+        with self._lock:
+            admitted = not self._closed and self._handed - self._taken + len(spans) <= self.max_queue
+            if admitted:
+                self._handed += len(spans)
+            elif not self._dropping:
+                self._dropping = True
+                log.warning("trace queue full (%d spans): dropping traces until the OTLP endpoint "
+                            "catches up", self.max_queue)  # fmt: skip
+        if not admitted:
+            self.counter.labels("dropped").inc(len(spans))
+            return False
+        for span in spans:  # all sampled (spans.py), so on_end queues each one
+            self.processor.on_end(span)
         return True
 
     @property
     def queued(self) -> int:
-        with self._cond:
-            return len(self._queue)
+        return self._handed - self._taken
 
-    # -- the worker ----------------------------------------------------------------------------
-
-    def _next_batch(self) -> list[ReadableSpan] | None:
-        """Wait for a full batch, the delay, a flush or shutdown; ``None`` once stopped and empty."""
-        with self._cond:
-            deadline: float | None = None
-            while True:
-                if self._queue and (self._stopping or self._flushing or len(self._queue) >= self.max_batch):
-                    break
-                if self._stopping:
-                    return None
-                if not self._queue:
-                    deadline = None
-                    self._cond.wait()
-                    continue
-                if deadline is None:
-                    deadline = time.monotonic() + self.delay
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            self._exporting = True
-            return [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
-
-    def _work(self) -> None:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        while (batch := self._next_batch()) is not None:
-            try:
-                ok = self.exporter.export(batch) is SpanExportResult.SUCCESS
-            except Exception:
-                log.exception("OTLP span export raised")
-                ok = False
-            self.counter.labels("success" if ok else "failure").inc(len(batch))
-            with self._cond:
-                self._exporting = False
-                if ok:
-                    if self._failing:
-                        log.info("OTLP span export works again")
-                    self._failing = self._dropping = False
-                elif not self._failing:
-                    self._failing = True
-                    log.warning("could not export %d spans over OTLP; will keep trying with new ones",
-                                len(batch))  # fmt: skip
-                self._cond.notify_all()
+    def export_batch(self, batch: Sequence[ReadableSpan]) -> bool:
+        """One batch from the processor's worker; after shutdown its spans are already counted."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._taken += len(batch)
+        try:
+            ok = self.exporter.export(batch) is SpanExportResult.SUCCESS
+        except Exception:
+            log.exception("OTLP span export raised")
+            ok = False
+        self.counter.labels("success" if ok else "failure").inc(len(batch))
+        with self._lock:
+            was_failing, self._failing = self._failing, not ok
+            self._dropping &= not ok
+        if ok and was_failing:
+            log.info("OTLP span export works again")
+        elif not ok and not was_failing:
+            log.warning("could not export %d spans over OTLP; will keep trying with new ones", len(batch))
+        return ok
 
     # -- flush and shutdown --------------------------------------------------------------------
 
     def flush(self, timeout: float) -> bool:
         """Export everything queued now; True when the queue drained within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            self._flushing += 1
-            self._cond.notify_all()
-            try:
-                while self._queue or self._exporting:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._thread is None:
-                        return False
-                    self._cond.wait(remaining)
-                return True
-            finally:
-                self._flushing -= 1
+        return _within(timeout, self.processor.force_flush)
 
     def shutdown(self, timeout: float) -> None:
         """Send what is queued within ``timeout``, then stop; spans left over are counted dropped."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            if self._stopping:
-                return
-            self._stopping = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        with self._cond:
-            left = len(self._queue)
-            self._queue.clear()
+        if self._closed:
+            return
+        _within(timeout, self.processor.shutdown)
+        with self._lock:
+            self._closed = True
+            left = self._handed - self._taken
         if left:
             self.counter.labels("dropped").inc(left)
             log.warning("%d trace spans were still queued at shutdown and are lost", left)
         # Interrupts the exporter's retry backoff and closes its connections; a batch still in
         # flight ends as a failure.
         self.exporter.shutdown()
+
+
+class _Counting(SpanExporter):
+    """What the processor exports to: the pipeline, which counts and forwards each batch."""
+
+    def __init__(self, pipeline: TracePipeline) -> None:
+        self.pipeline = pipeline
+
+    def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS if self.pipeline.export_batch(batch) else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        pass  # the pipeline shuts the OTLP exporter down, at the caller's deadline
+
+
+def _within(timeout: float, call: Callable[[], object]) -> bool:
+    """Run ``call`` on a thread; True when it returned within ``timeout``."""
+    thread = threading.Thread(target=call, name="otlp-traces-wait", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
 
 
 def build_pipeline(
