@@ -8,105 +8,93 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
-from pydantic_core import PydanticUndefined
+from pydantic import Field
+from pydantic_settings import CliSettingsSource
 
 from exporter import __version__
-from exporter.config import (
-    LETTA_CLOUD_URL,
-    ConfigError,
-    ListenError,
-    Settings,
-    env_name,
-    flag_name,
-    load_settings,
-)
+from exporter.config import LETTA_CLOUD_URL, ConfigError, ListenError, Settings, load_settings
 
 EXIT_CONFIG = 2
 log = logging.getLogger("exporter")
 # What the demo uses unless its flag says otherwise (the environment does not change these: the
 # container image sets LETTA_EXPORTER_LISTEN_ADDRESS=0.0.0.0, and the demo stays local unless asked).
 DEMO_DEFAULTS = {"listen_address": "127.0.0.1", "poll_interval": "2", "max_requests_per_second": "0"}
+# The demo polls its own simulator: no Letta URL or key to take from flags or the environment.
+DEMO_FIXED = {"base_url": "http://127.0.0.1:1", "api_key": None, "api_key_file": None}  # URL replaced below
 # Flags whose last word does not name their value.
 METAVARS = {"max_requests_per_second": "RATE"}
 
 
-def _default_text(name: str) -> str:
-    default = Settings.model_fields[name].default
-    if default is None or default is PydanticUndefined:
-        return "unset"
-    if isinstance(default, tuple):
-        return ",".join(f"{b:g}" for b in default)
-    if isinstance(default, bool):
-        return "true" if default else "false"
-    return str(default)
+class DemoSettings(Settings):
+    """Run the Letta demo: a built-in Letta simulator plus the exporter polling it."""
+
+    sim_rate: float = Field(2.0, ge=0, description="Simulated runs per second.")
+    sim_agents: int = Field(5, ge=1, description="Simulated agents.")
+    sim_port: int = Field(0, ge=0, le=65535, description="Simulator port (0 = any free port).")
+    sim_trace_mode: Literal["rows", "501", "empty"] = Field(
+        "rows",
+        description="What the simulator's /trace answers: Letta-shaped span rows, 501 as a self-hosted "
+        "Letta without ClickHouse, or [] (empty).",
+    )
 
 
-def build_parser(prog: str = "letta-exporter", *, demo: bool = False) -> argparse.ArgumentParser:
+def _add_argument(parser: argparse.ArgumentParser, *flags: str, demo: bool, **kwargs: Any) -> Any:
+    """Adds a flag as pydantic-settings (2.16) built it, but for what it cannot be told per field:
+    it adds a second flag named after an env alias (--LETTA-BASE-URL beside --base-url); its
+    metavar is the type (str, {float,null}, tuple[float,...]: the buckets are comma-separated,
+    not a tuple), with no per-field override; and its help gives every field the model's default
+    and env name, where the demo's own defaults come from no environment variable."""
+    name = flags[-1].removeprefix("--").replace("-", "_")
+    if demo and name in DEMO_FIXED:
+        return None
+    metavar = kwargs.get("metavar")
+    if metavar is not None and (not metavar.startswith("{") or "null" in metavar):  # keep {a,b} choices
+        kwargs["metavar"] = METAVARS.get(name, name.split("_")[-1].upper())
+    if demo and name in DEMO_DEFAULTS:
+        description = DemoSettings.model_fields[name].description
+        kwargs["help"] = (
+            f"{description} [demo default {DEMO_DEFAULTS[name]}; set by this flag, not the environment]"
+        )
+    return parser.add_argument(flags[-1], **kwargs)
+
+
+def cli_source(*, demo: bool = False) -> CliSettingsSource[argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Run the Letta demo: a built-in Letta simulator plus the exporter polling it."
-            if demo
-            else "Prometheus exporter for Letta agent runs. Every flag can also be set by the "
-            "environment variable shown; flags win."
-        ),
+        prog="letta-exporter demo" if demo else "letta-exporter",
+        description=DemoSettings.__doc__
+        if demo
+        else "Prometheus exporter for Letta agent runs. Every flag can also be set by the "
+        "environment variable shown; flags win.",
         epilog=None
         if demo
         else "Subcommand: 'letta-exporter demo --help' runs against a built-in simulator.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--version", action="version", version=f"letta-exporter {__version__}")
-    if demo:
-        parser.add_argument(
-            "--sim-rate", type=float, default=2.0, help="Simulated runs per second (default 2)."
-        )
-        parser.add_argument("--sim-agents", type=int, default=5, help="Simulated agents (default 5).")
-        parser.add_argument(
-            "--sim-port", type=int, default=0, help="Simulator port (default: any free port)."
-        )
-        parser.add_argument(
-            "--sim-trace-mode",
-            choices=("rows", "501", "empty"),
-            default="rows",
-            help="What the simulator's /trace answers: Letta-shaped span rows (default), 501 as a "
-            "self-hosted Letta without ClickHouse, or [].",
-        )
-    for name, field in Settings.model_fields.items():
-        if demo and name in ("base_url", "api_key", "api_key_file"):
-            continue
-        if demo and name in DEMO_DEFAULTS:
-            where = "set by this flag, not the environment"
-            help_text = f"{field.description} [demo default {DEMO_DEFAULTS[name]}; {where}]"
-        else:
-            help_text = f"{field.description} [env {env_name(name)}; default {_default_text(name)}]"
-        if field.annotation is bool:
-            parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            metavar = METAVARS.get(name, name.split("_")[-1].upper())
-            parser.add_argument(flag_name(name), metavar=metavar, help=help_text)
-    return parser
-
-
-def _overrides(namespace: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(namespace).items() if k in Settings.model_fields}
+    return CliSettingsSource(
+        DemoSettings if demo else Settings,
+        root_parser=parser,
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_show_env_vars=True,
+        add_argument_method=partial(_add_argument, demo=demo),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    demo = bool(argv) and argv[0] == "demo"
-    if demo:
-        argv = argv[1:]
-    parser = build_parser("letta-exporter demo" if demo else "letta-exporter", demo=demo)
-    namespace = parser.parse_args(argv)
-    overrides = _overrides(namespace)
-    if demo:
-        overrides = {**DEMO_DEFAULTS, **overrides}
-        overrides.update(base_url="http://127.0.0.1:1", api_key=None, api_key_file=None)  # replaced below
+    # Not a CliSubCommand: the library gives a subcommand a model of its own, so `demo --port` would
+    # set that model's port, which neither LETTA_EXPORTER_PORT nor the exporter's settings share.
+    demo = argv[:1] == ["demo"]
+    flags = cli_source(demo=demo)(args=argv[demo:])()
+    # Flags go in as init values, which win over the environment; so do the demo's own defaults
+    # (pydantic-settings has no per-command defaults: a model's defaults lose to the environment).
+    overrides = {**DEMO_DEFAULTS, **flags, **DEMO_FIXED} if demo else flags
     try:
-        settings = load_settings(overrides)
+        settings = load_settings(overrides, DemoSettings if demo else Settings)
         if not demo and settings.base_url == LETTA_CLOUD_URL and settings.api_key is None:
             raise ConfigError(
                 f"invalid setting LETTA_API_KEY: required for Letta Cloud ({LETTA_CLOUD_URL}); set "
@@ -125,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format, [settings.api_key_value() or ""])
     try:
         if demo:
-            return _run_demo(settings, namespace)
+            return _run_demo(settings)
         asyncio.run(_serve(settings))
     except ListenError as exc:
         # Port in use, address not available: a configuration problem the user can fix.
@@ -145,23 +133,23 @@ def _browsable(url: str) -> str:
     return url.replace("://0.0.0.0:", "://127.0.0.1:", 1).replace("://[::]:", "://[::1]:", 1)
 
 
-def _run_demo(settings: Settings, namespace: argparse.Namespace) -> int:
+def _run_demo(settings: DemoSettings) -> int:
     from exporter.simulator import SimConfig, Simulator
 
     config = SimConfig(
-        agents=namespace.sim_agents, runs_per_second=namespace.sim_rate, trace_mode=namespace.sim_trace_mode
+        agents=settings.sim_agents, runs_per_second=settings.sim_rate, trace_mode=settings.sim_trace_mode
     )
     sim = Simulator(config)
     try:
-        sim.start(host="127.0.0.1", port=namespace.sim_port)
+        sim.start(host="127.0.0.1", port=settings.sim_port)
     except OSError as exc:
         raise ListenError(
-            f"cannot start the simulator on 127.0.0.1:{namespace.sim_port}: {exc.strerror or exc}"
+            f"cannot start the simulator on 127.0.0.1:{settings.sim_port}: {exc.strerror or exc}"
         ) from None
     try:
         settings = settings.model_copy(update={"base_url": sim.base_url})
         log.info("demo: simulated Letta at %s (%.1f runs/s, %d agents)", sim.base_url,
-                 namespace.sim_rate, namespace.sim_agents)  # fmt: skip
+                 settings.sim_rate, settings.sim_agents)  # fmt: skip
         asyncio.run(_serve(settings, lambda url: log.info("demo: open %s", _browsable(url))))
     finally:
         sim.stop()

@@ -209,8 +209,8 @@ class Settings(BaseSettings):
         return self.api_key.get_secret_value() if self.api_key is not None else None
 
 
-def env_name(field_name: str) -> str:
-    field = Settings.model_fields[field_name]
+def env_name(field_name: str, settings_cls: type[Settings] | None = None) -> str:
+    field = (settings_cls or Settings).model_fields[field_name]
     alias = field.validation_alias
     if isinstance(alias, AliasChoices):
         for choice in alias.choices:
@@ -231,7 +231,8 @@ class ListenError(ConfigError):
     """A server could not listen (port in use, address not available): one line, before any URL."""
 
 
-def describe_error(exc: ValidationError) -> str:
+def describe_error(exc: ValidationError, settings_cls: type[Settings] | None = None) -> str:
+    settings_cls = settings_cls or Settings
     first = exc.errors()[0]
     loc = first.get("loc") or ()
     message = str(first.get("msg", "invalid"))
@@ -243,13 +244,15 @@ def describe_error(exc: ValidationError) -> str:
     else:
         name = "configuration"
     message = message.removeprefix("Value error, ").strip()
-    if name in Settings.model_fields:
-        return f"invalid setting {env_name(name)} ({flag_name(name)}): {message}"
+    if name in settings_cls.model_fields:
+        return f"invalid setting {env_name(name, settings_cls)} ({flag_name(name)}): {message}"
     return f"invalid setting {name}: {message}"
 
 
-def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(
+    overrides: dict[str, Any] | None = None, settings_cls: type[Settings] = Settings
+) -> Settings:
     try:
-        return Settings(**(overrides or {}))
+        return settings_cls(**(overrides or {}))
     except ValidationError as exc:
-        raise ConfigError(describe_error(exc)) from None
+        raise ConfigError(describe_error(exc, settings_cls)) from None

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from exporter import cli
+from exporter.config import Settings
 from tests.support import ROOT, free_port
-from tests.test_config import run_cli
+from tests.test_config import SECRET, run_cli
 
 
 def help_blocks(text: str) -> dict[str, str]:
@@ -44,16 +46,58 @@ def test_demo_help_states_the_defaults_the_demo_uses() -> None:
         ("--max-requests-per-second", "10.0"),
     ]:
         assert exporter_default not in blocks[flag], blocks[flag]
+        assert "LETTA_EXPORTER_" not in blocks[flag], blocks[flag]  # no environment variable sets it
     # The settings the demo does not change keep the exporter's defaults and environment names.
-    assert "env LETTA_EXPORTER_PORT; default 8284" in blocks["--port"]
+    assert "(default: 8284) [env: LETTA_EXPORTER_PORT]" in blocks["--port"]
+
+
+def settings_from_main(monkeypatch, *argv: str) -> Settings:
+    """The settings ``letta-exporter *argv`` would serve with (nothing is served, logging untouched)."""
+    served: list[Settings] = []
+
+    async def serve(settings: Settings) -> None:
+        served.append(settings)
+
+    monkeypatch.setattr(cli, "_serve", serve)
+    monkeypatch.setattr(cli, "_run_demo", lambda settings: served.append(settings) or 0)
+    monkeypatch.setattr("exporter.logsetup.configure_logging", lambda *args: None)
+    assert cli.main(list(argv)) == 0
+    return served[0]
+
+
+def test_command_line_flags_win_over_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("LETTA_BASE_URL", "http://letta:8283")
+    monkeypatch.setenv("LETTA_EXPORTER_POLL_INTERVAL", "30")
+    monkeypatch.setenv("LETTA_EXPORTER_AGENT_LABEL", "true")
+    argv = ["--base-url", "http://other:8283/", "--poll-interval", "2.5", "--no-agent-label"]
+    settings = settings_from_main(monkeypatch, *argv)
+    assert settings.base_url == "http://other:8283"
+    assert (settings.poll_interval, settings.agent_label) == (2.5, False)
+
+
+def test_the_environment_does_not_change_the_demo_defaults(monkeypatch) -> None:
+    # What the library cannot do by itself: its defaults are the model's, and the environment beats them.
+    monkeypatch.setenv("LETTA_EXPORTER_LISTEN_ADDRESS", "0.0.0.0")
+    monkeypatch.setenv("LETTA_EXPORTER_POLL_INTERVAL", "30")
+    monkeypatch.setenv("LETTA_EXPORTER_MAX_REQUESTS_PER_SECOND", "5")
+    monkeypatch.setenv("LETTA_EXPORTER_PORT", "9999")
+    monkeypatch.setenv("LETTA_API_KEY", SECRET)
+    demo = settings_from_main(monkeypatch, "demo", "--poll-interval", "5", "--sim-rate", "7")
+    assert (demo.listen_address, demo.poll_interval, demo.max_requests_per_second) == ("127.0.0.1", 5, 0)
+    assert (demo.port, demo.api_key, demo.sim_rate) == (9999, None, 7)  # the environment sets the rest
 
 
 @pytest.mark.parametrize("args", [["--help"], ["demo", "--help"]])
-def test_rate_flag_metavar_names_its_value(args: list[str]) -> None:
+def test_metavars_name_values_not_types(args: list[str]) -> None:
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "--max-requests-per-second RATE" in result.stdout
     assert not re.search(r"(?<!\w)SECOND\b", result.stdout)  # as a metavar (not in an env name)
+    usage = result.stdout.split("options:", 1)[0]
+    for flag, metavar in re.findall(r"\[(--[\w-]+) ([^\]|]+)\]", usage):
+        assert re.fullmatch(r"[A-Z]+|\{[\w,]+\}", metavar), (flag, metavar)  # not str, {float,null}
+    # One flag a setting: none named after an environment variable (--LETTA-BASE-URL).
+    assert not re.search(r"--[A-Z]", result.stdout)
 
 
 @pytest.fixture
