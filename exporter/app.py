@@ -104,7 +104,7 @@ def build_exporter(settings: Settings) -> Exporter:
             steps=settings.enrich_steps,
             trace=settings.enrich_trace,
             retry_delay=settings.poll_interval,
-            settle_delay=min(0.5, settings.poll_interval),
+            settle_delay=min(0.25, settings.poll_interval),
         ),
         traces=traces,
         trace_availability=TraceAvailability(settings.trace_probe_interval),

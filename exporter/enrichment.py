@@ -40,9 +40,9 @@ class EnrichOptions:
     steps: bool = True
     trace: bool = True
     max_failures: int = 5
-    max_settle_checks: int = 3
+    max_settle_checks: int = 4  # with settle_delay doubling: looks over about 15 settle delays
     retry_delay: float = 10.0  # after a failed read: about a poll interval
-    settle_delay: float = 0.5  # after Letta listed a run before writing its figures; doubles each look
+    settle_delay: float = 0.25  # after Letta listed a run before writing its figures; doubles each look
 
 
 class Verdict(Enum):

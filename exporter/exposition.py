@@ -15,28 +15,52 @@ here when the last rendering is kept, against 150 ms from scratch.
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+CHUNK_BYTES = 256 * 1024
+
 
 class Rendered:
-    """One rendering, plain; gzipped on the first scrape that asks for it (Prometheus does, a
+    """One rendering, kept in the pieces it was made of: the run totals' pieces are shared with
+    their renderer's cache, so a rendering adds no copy of a text that runs to tens of megabytes
+    with thousands of agents. Gzipped on the first scrape that asks for it (Prometheus does, a
     person with curl does not), then kept."""
 
-    def __init__(self, text: bytes) -> None:
-        self.text = text
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.length = sum(map(len, parts))
         self._gzipped: bytes | None = None
         self._lock = threading.Lock()
+
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The text in pieces of about ``size`` bytes, for writing to a socket."""
+        group: list[bytes] = []
+        have = 0
+        for part in self.parts:
+            group.append(part)
+            have += len(part)
+            if have >= size:
+                yield b"".join(group)
+                group, have = [], 0
+        if group:
+            yield b"".join(group)
+
+    @property
+    def text(self) -> bytes:
+        return b"".join(self.parts)
 
     @property
     def gzipped(self) -> bytes:
         with self._lock:
             if self._gzipped is None:
-                self._gzipped = gzip.compress(self.text, compresslevel=1)
+                packer = zlib.compressobj(1, wbits=31)  # gzip framing, as gzip.compress(level 1)
+                packed = [packer.compress(chunk) for chunk in self.chunks()]
+                self._gzipped = b"".join([*packed, packer.flush()])
             return self._gzipped
 
 
@@ -44,10 +68,13 @@ class Exposition:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(
-        self, registry: CollectorRegistry, max_duty: float = 0.05, extra: Callable[[], bytes] | None = None
+        self,
+        registry: CollectorRegistry,
+        max_duty: float = 0.05,
+        extra: Callable[[], list[bytes]] | None = None,  # pieces of text, appended to the registry's
     ) -> None:
         self.registry = registry
-        self.extra = extra  # text rendered by its owner, appended to the registry's
+        self.extra = extra
         self.max_duty = max_duty
         self._rendered: Rendered | None = None
         self._lock = threading.Lock()
@@ -70,10 +97,10 @@ class Exposition:
             # The thread's CPU time, not the wall time: that is what holds the GIL, and a
             # rendering waiting for the busy event loop would otherwise look costly.
             started = time.thread_time()
-            text = generate_latest(self.registry)
+            parts = [generate_latest(self.registry)]
             if self.extra is not None:
-                text += self.extra()
-            rendered = Rendered(text)
+                parts += self.extra()
+            rendered = Rendered(parts)
             took = time.thread_time() - started
         with self._lock:
             self._rendered = rendered

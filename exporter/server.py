@@ -99,14 +99,16 @@ def make_app(
     def metrics_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rendered = exposition.current()
         headers = [("Content-Type", exposition.content_type), ("Vary", "Accept-Encoding")]
+        body: Iterable[bytes]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = rendered.gzipped
+            packed = rendered.gzipped
+            body, length = [packed], len(packed)
             headers.append(("Content-Encoding", "gzip"))
         else:
-            body = rendered.text
-        headers.append(("Content-Length", str(len(body))))
+            body, length = rendered.chunks(), rendered.length
+        headers.append(("Content-Length", str(length)))
         start_response("200 OK", headers)
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else body
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")

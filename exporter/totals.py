@@ -195,7 +195,9 @@ class TotalsText:
         self._lines: dict[str, dict[Labels, tuple[float, bytes]]] = {family.name: {} for family in FAMILIES}
         self._headers = {family.name: _header(family) for family in FAMILIES}
 
-    def render(self) -> bytes:
+    def render(self) -> list[bytes]:
+        """The text, in pieces: each the kept text of one series (or a family's header), shared
+        with this cache rather than copied."""
         parts: list[bytes] = []
         for family in FAMILIES:
             parts.append(self._headers[family.name])
@@ -203,7 +205,7 @@ class TotalsText:
                 self._counter(family, parts)
             else:
                 self._histogram(family, parts)
-        return b"".join(parts)
+        return parts
 
     def _keys(self, family: Family, series: dict[Labels, Any]) -> list[Labels]:
         order = self._order[family.name]
@@ -275,7 +277,7 @@ def _histogram_lines(
 
 def render_text(totals: RunTotals) -> str:
     """One rendering of ``totals`` from scratch (``TotalsText`` keeps what it wrote for the next)."""
-    return TotalsText(totals).render().decode()
+    return b"".join(TotalsText(totals).render()).decode()
 
 
 class TotalsCollector(Collector):

@@ -45,14 +45,14 @@ def test_fast_text_equals_prometheus_client_rendering(agent_label: bool) -> None
 def test_incremental_rendering_writes_again_every_series_that_changed() -> None:
     totals = filled()
     text = TotalsText(totals)
-    first = text.render()
+    first = b"".join(text.render())
     # Changes to series already written (every family), and series new since: a new agent.
     for n in range(40, 47):
         totals.record(outcome(n), (f"agent-{n % 4}",))
     registry = CollectorRegistry()
     registry.register(TotalsCollector(totals))
-    assert text.render().decode() == generate_latest(registry).decode() == render_text(totals)
-    assert text.render() != first
+    assert b"".join(text.render()).decode() == generate_latest(registry).decode() == render_text(totals)
+    assert b"".join(text.render()) != first
 
 
 def test_dump_then_load_gives_the_same_totals_and_a_bad_file_changes_nothing() -> None:

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from exporter.app import Exporter, build_exporter
 from exporter.config import ConfigError, Settings, load_settings
+from exporter.enrichment import EnrichOptions
 from exporter.simulator import Simulator, TruthRun
 from exporter.traces.pipeline import TracePipeline
 from exporter.traces.spans import AttributePolicy
@@ -333,8 +334,8 @@ def test_empty_traces_are_read_again_while_spans_may_still_be_landing(
     truth = sim.truth()
     named = [r for r in truth if any(s.trace_id for s in r.steps)]
     assert named and len(named) < len(truth)
-    # [] although the steps name a trace: read again on each of the 3 settle ticks, then synthesised.
-    assert trace_requests(sim) == len(truth) + 3 * len(named)
+    # [] although the steps name a trace: read again on each settle look, then synthesised.
+    assert trace_requests(sim) == len(truth) + EnrichOptions().max_settle_checks * len(named)
     roots = roots_by_run(receiver.spans())
     assert roots.keys() == {r.id for r in truth}
     for truth_run in named:
