@@ -85,6 +85,14 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _Retry(Exception):
+    """An attempt that failed in a way worth another (``after``: the server's Retry-After)."""
+
+    def __init__(self, error: LettaError, after: float | None = None) -> None:
+        self.error = error
+        self.after = after
+
+
 class _BoundedBody:
     """Collects a reply's body, undoing gzip/deflate as it streams in, and stops the moment the
     *decoded* size passes the cap: a small compressed body can decode to gigabytes."""
@@ -107,7 +115,7 @@ class _BoundedBody:
                 # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
                 out = self._inflate.decompress(data, min(INFLATE_PIECE, self.limit - self.size + 1))
             except zlib.error as exc:
-                raise _BadEncoding(str(exc)) from None
+                raise _BadEncoding(f"does not decode ({exc})") from None
             self._keep(out)
             data = self._inflate.unconsumed_tail
 
@@ -215,60 +223,66 @@ class LettaClient:
             return response, body.body()
 
     async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
-        """GET ``path`` and decode JSON, retrying what is worth retrying."""
+        """GET ``path`` and decode JSON, retrying what ``_exchange`` says is worth retrying, after
+        the server's Retry-After or an exponential backoff with full jitter.
+
+        Not tenacity: its per-call bookkeeping (18-28 µs a call here, measured with its
+        ``AsyncRetrying``) is about 6 % of a whole request's CPU on this client's path, which is
+        what the backlog benchmark is bound by (docs/bench.md, "Request path"); the policy itself
+        is these few lines."""
         attempt = 0
         while True:
-            await self.limiter.acquire()
-            self.requests_sent += 1
-            started = time.perf_counter()
-            delay: float | None = None
             try:
-                response, body = await self._fetch(path, params)
-            except (httpx.TimeoutException, TimeoutError) as exc:
-                self.observer.observe_request(endpoint, "timeout", time.perf_counter() - started)
-                error: LettaError = LettaTransportError(
-                    endpoint, f"timed out ({type(exc).__name__}) talking to {self._where}", timed_out=True
-                )
-            except httpx.TransportError as exc:
-                self.observer.observe_request(endpoint, "transport_error", time.perf_counter() - started)
-                error = LettaTransportError(
-                    endpoint, f"cannot reach {self._where}: {_os_error(exc)} ({type(exc).__name__})"
-                )
-            except _BodyTooLarge as exc:
-                self.observer.observe_request(endpoint, "body_too_large", time.perf_counter() - started)
+                return await self._exchange(endpoint, path, params)
+            except _Retry as retry:
+                if attempt >= self.max_retries:
+                    raise retry.error from None
+                after = retry.after
+                wait = min(after, self.backoff_max) if after is not None else self._backoff(attempt)
+                log.debug("retrying %s in %.2fs after: %s", endpoint, wait, retry.error)
+                attempt += 1
+                await self._sleep(wait)
+
+    async def _exchange(self, endpoint: str, path: str, params: Any) -> Any:
+        """One request, counted, its reply decoded: the JSON body, or a ``LettaError`` raised, or
+        ``_Retry`` wrapping one worth another attempt."""
+        await self.limiter.acquire()
+        self.requests_sent += 1
+        started = time.perf_counter()
+        try:
+            response, body = await self._fetch(path, params)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            self.observer.observe_request(endpoint, "timeout", time.perf_counter() - started)
+            what = f"timed out ({type(exc).__name__}) talking to {self._where}"
+            raise _Retry(LettaTransportError(endpoint, what, timed_out=True)) from None
+        except httpx.TransportError as exc:
+            self.observer.observe_request(endpoint, "transport_error", time.perf_counter() - started)
+            what = f"cannot reach {self._where}: {_os_error(exc)} ({type(exc).__name__})"
+            raise _Retry(LettaTransportError(endpoint, what)) from None
+        except (_BodyTooLarge, _BadEncoding) as exc:
+            code = "body_too_large" if isinstance(exc, _BodyTooLarge) else "bad_encoding"
+            self.observer.observe_request(endpoint, code, time.perf_counter() - started)
+            self.observer.observe_malformed(endpoint)
+            raise _Retry(LettaMalformedResponse(endpoint, f"body {exc}")) from None
+        elapsed = time.perf_counter() - started
+        status = response.status_code
+        self.limiter.answered(elapsed, throttled=status == 429)
+        self.observer.observe_request(endpoint, str(status), elapsed)
+        if response.is_success:
+            try:
+                return json.loads(body)
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 self.observer.observe_malformed(endpoint)
-                error = LettaMalformedResponse(endpoint, f"body {exc}")
-            except _BadEncoding as exc:
-                self.observer.observe_request(endpoint, "bad_encoding", time.perf_counter() - started)
-                self.observer.observe_malformed(endpoint)
-                error = LettaMalformedResponse(endpoint, f"body does not decode ({exc})")
-            else:
-                elapsed = time.perf_counter() - started
-                self.limiter.answered(elapsed, throttled=response.status_code == 429)
-                self.observer.observe_request(endpoint, str(response.status_code), elapsed)
-                if response.is_success:
-                    try:
-                        return json.loads(body)
-                    except (ValueError, UnicodeDecodeError, RecursionError):
-                        self.observer.observe_malformed(endpoint)
-                        error = LettaMalformedResponse(endpoint, "body is not JSON")
-                else:
-                    status = response.status_code
-                    detail = _detail(body)
-                    if status == 404:
-                        raise LettaNotFound(endpoint, status, detail)
-                    if status == 501:
-                        raise LettaNotImplemented(endpoint, status, detail)
-                    error = LettaHTTPError(endpoint, status, detail)
-                    if not error.retryable:
-                        raise error
-                    delay = _retry_after_seconds(response)
-            if attempt >= self.max_retries:
-                raise error
-            wait = min(delay, self.backoff_max) if delay is not None else self._backoff(attempt)
-            log.debug("retrying %s in %.2fs after: %s", endpoint, wait, error)
-            attempt += 1
-            await self._sleep(wait)
+                raise _Retry(LettaMalformedResponse(endpoint, "body is not JSON")) from None
+        detail = _detail(body)
+        if status == 404:
+            raise LettaNotFound(endpoint, status, detail)
+        if status == 501:
+            raise LettaNotImplemented(endpoint, status, detail)
+        error = LettaHTTPError(endpoint, status, detail)
+        if error.retryable:
+            raise _Retry(error, after=_retry_after_seconds(response))
+        raise error
 
     async def _get_model(self, endpoint: str, path: str, model: type[ModelT], params: Any = None) -> ModelT:
         body = await self._get_json(endpoint, path, params)
