@@ -58,7 +58,7 @@ def feed(runs: int, agents: int, rate: int, sample_every: int) -> dict[str, Any]
                 samples.append({"runs": fed, "rss_mb": None, "finalised_ids": None})
         for entry in list(tracker.pending.values()):
             metrics_body, steps_body = batch.pop(entry.run.id)
-            entry.enrichment.metrics = RunMetrics.model_validate(metrics_body)
+            entry.enrichment.run_metrics = RunMetrics.model_validate(metrics_body)
             entry.enrichment.steps = [Step.model_validate(step) for step in steps_body]
             metrics.record(compute_outcome(entry.run, entry.enrichment))
             tracker.finalise(entry.run.id)

@@ -62,7 +62,7 @@ def fill(series: int) -> tuple[Any, int, int]:
                 index += 1
                 run_body["agent_id"] = agent_id
                 enrichment = Enrichment(
-                    metrics=RunMetrics.model_validate(metrics_body),
+                    run_metrics=RunMetrics.model_validate(metrics_body),
                     steps=[Step.model_validate(step) for step in steps_body],
                 )
                 metrics.record(compute_outcome(Run.model_validate(run_body), enrichment))

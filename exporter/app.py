@@ -100,7 +100,7 @@ def build_exporter(settings: Settings) -> Exporter:
         EnrichOptions(
             workers=settings.concurrency,
             usage=settings.enrich_usage,
-            metrics=settings.enrich_metrics,
+            run_metrics=settings.enrich_metrics,
             steps=settings.enrich_steps,
             trace=settings.enrich_trace,
             retry_delay=settings.poll_interval,

@@ -36,7 +36,7 @@ class CircuitBreaker:
         """Whether a poll may run now; when open, a poll is let through as a probe once the pause ends."""
         return self.reopens_at is None or self.clock() >= self.reopens_at
 
-    def record(self, reached: bool) -> float | None:
+    def poll_ended(self, reached: bool) -> float | None:
         """Take in a poll's result; the pause before the next poll when the breaker is (still) open."""
         if reached:
             self.failures = 0

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 class EnrichOptions:
     workers: int = 4
     usage: bool = True
-    metrics: bool = True
+    run_metrics: bool = True  # read /v1/runs/{id}/metrics
     steps: bool = True
     trace: bool = True
     max_failures: int = 5
@@ -155,8 +155,8 @@ class Enricher:
         run_id = entry.run.id
         failed: list[str] = []
         try:
-            if options.metrics and enrichment.metrics is None:
-                enrichment.metrics = await self._read("metrics", failed, self.client.run_metrics(run_id))
+            if options.run_metrics and enrichment.run_metrics is None:
+                enrichment.run_metrics = await self._read("metrics", failed, self.client.run_metrics(run_id))
             if options.steps and enrichment.steps is None:
                 enrichment.steps = await self._read("steps", failed, self.client.run_steps(run_id))
             # Steps carry every token figure /usage has (and more), so /usage is read only when
@@ -181,12 +181,12 @@ class Enricher:
         if entry.settle_checks < options.max_settle_checks:
             # Listed finished before Letta wrote its duration, or before its spans reached trace
             # storage (written in batches): look again in a moment.
-            metrics_late = options.metrics and not has_settled(entry.run, enrichment)
+            metrics_late = options.run_metrics and not has_settled(entry.run, enrichment)
             trace_late = not self._trace_complete(enrichment)
             if metrics_late or trace_late:
                 entry.settle_checks += 1
                 if metrics_late:
-                    enrichment.metrics = None
+                    enrichment.run_metrics = None
                 if trace_late:
                     enrichment.trace_rows = None
                 return Verdict.SETTLE

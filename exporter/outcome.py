@@ -37,7 +37,7 @@ class Enrichment:
     """The per-run sources read so far; ``None`` means not read (switched off, or not yet)."""
 
     usage: UsageStatistics | None = None
-    metrics: RunMetrics | None = None
+    run_metrics: RunMetrics | None = None  # Letta's /v1/runs/{id}/metrics
     steps: list[Step] | None = None
     # /trace rows (ClickHouse otel_traces columns); [] when Letta has no trace for the run, None when
     # not read (switched off, no trace storage, or not yet).
@@ -78,7 +78,7 @@ def ttft_ns(run: Run, enrichment: Enrichment) -> int | None:
 def has_settled(run: Run, enrichment: Enrichment) -> bool:
     """Letta can list a run as terminal a moment before it writes the run's duration; such a run is
     worth another look on the next tick before falling back to the wall-clock difference."""
-    return duration_ns(run, enrichment.metrics) is not None
+    return duration_ns(run, enrichment.run_metrics) is not None
 
 
 def _wall_clock_seconds(run: Run) -> float | None:
@@ -131,18 +131,18 @@ def _callback_outcome(run: Run) -> str | None:
 
 
 def compute_outcome(run: Run, enrichment: Enrichment) -> RunOutcome:
-    metrics = enrichment.metrics
+    run_metrics = enrichment.run_metrics
     steps = enrichment.steps
 
-    ns = duration_ns(run, metrics)
+    ns = duration_ns(run, run_metrics)
     duration = ns / NS_PER_SECOND if ns is not None else _wall_clock_seconds(run)
 
     first_token_ns = ttft_ns(run, enrichment)
     ttft = first_token_ns / NS_PER_SECOND if first_token_ns is not None else None
 
     num_steps: int | None = None
-    if metrics is not None and metrics.num_steps is not None:
-        num_steps = metrics.num_steps
+    if run_metrics is not None and run_metrics.num_steps is not None:
+        num_steps = run_metrics.num_steps
     elif steps is not None:
         num_steps = len(steps)
 
@@ -164,8 +164,8 @@ def compute_outcome(run: Run, enrichment: Enrichment) -> RunOutcome:
         run_tokens = _usage_tokens(enrichment.usage)
 
     tools: Counter[str] = Counter()
-    if metrics is not None and metrics.tools_used:
-        for tool in metrics.tools_used:
+    if run_metrics is not None and run_metrics.tools_used:
+        for tool in run_metrics.tools_used:
             tools[free_label(tool)] += 1
 
     return RunOutcome(

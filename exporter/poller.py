@@ -126,7 +126,7 @@ class Poller:
         """One log line per poll that could not reach Letta, naming the first cause and the setting
         to check; one when it is reachable again."""
         failed_before = self.breaker.failures
-        pause = self.breaker.record(reached)
+        pause = self.breaker.poll_ended(reached)
         self.metrics.circuit_open.set(1 if self.breaker.is_open else 0)
         if reached:
             if failed_before:

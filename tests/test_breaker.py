@@ -12,20 +12,20 @@ def test_opens_after_threshold_and_pauses_grow_then_close() -> None:
     clock = FakeClock(1000.0)
     breaker = CircuitBreaker(threshold=3, base_pause=10, max_pause=35, clock=clock)
     for _ in range(2):
-        breaker.record(False)
+        breaker.poll_ended(False)
         assert breaker.allow() and not breaker.is_open
-    breaker.record(False)
+    breaker.poll_ended(False)
     assert breaker.is_open and not breaker.allow()
     clock.now += 10
     assert breaker.allow()  # the probe
-    breaker.record(False)
+    breaker.poll_ended(False)
     clock.now += 19
     assert not breaker.allow()  # the pause doubled to 20 s
     clock.now += 1
-    breaker.record(False)  # 40 s, capped at 35
+    breaker.poll_ended(False)  # 40 s, capped at 35
     clock.now += 35
     assert breaker.allow()
-    breaker.record(True)
+    breaker.poll_ended(True)
     assert not breaker.is_open and breaker.failures == 0
 
 

@@ -86,7 +86,7 @@ def test_run_listed_complete_before_its_duration_is_written() -> None:
     metrics = RunMetrics.model_validate(capture("run_completed_end_turn_073f7574_metrics.json")["body"])
     assert run.total_duration_ns is None
     assert not has_settled(run, Enrichment())
-    settled = Enrichment(metrics=metrics)
+    settled = Enrichment(run_metrics=metrics)
     assert has_settled(run, settled)
     assert compute_outcome(run, settled).duration_seconds == pytest.approx(2.004089088)
 
@@ -108,7 +108,7 @@ def test_max_steps_run_counts_every_step() -> None:
     run = Run.model_validate(capture("run_completed_max_steps_43559c3e.json")["body"])
     steps = [Step.model_validate(s) for s in capture("run_completed_max_steps_43559c3e_steps.json")["body"]]
     metrics = RunMetrics.model_validate(capture("run_completed_max_steps_43559c3e_metrics.json")["body"])
-    outcome = compute_outcome(run, Enrichment(metrics=metrics, steps=steps))
+    outcome = compute_outcome(run, Enrichment(run_metrics=metrics, steps=steps))
     assert outcome.stop_reason == "max_steps"
     assert outcome.num_steps == metrics.num_steps
     assert sum(outcome.steps.values()) == len(steps)
