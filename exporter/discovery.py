@@ -59,8 +59,20 @@ class Discovery:
         # What the last discovery read (every row of its pages): for the log's first-poll line.
         self.seen = 0
         self.agents: set[str] = set()
+        self.skipped = False  # the last discovery was skipped: see ``behind``
+
+    @property
+    def behind(self) -> bool:
+        """The last discovery left runs in Letta and the workers have not yet drained half the
+        pending set: a discovery now could admit little, and listing the backlog again (newest
+        first, down to the watermark) every poll would spend the CPU the workers need."""
+        tracker = self.tracker
+        return tracker.deferred_since is not None and len(tracker.pending) > tracker.capacity // 2
 
     async def discover(self) -> None:
+        self.skipped = self.behind
+        if self.skipped:
+            return
         tracker = self.tracker
         first = not self.baselined
         horizon = tracker.horizon
@@ -139,6 +151,8 @@ class Discovery:
                 break
         for run in active.values():
             tracker.observe(run)
+        if self.skipped:  # runs that ended meanwhile are listed, finished, by the next discovery
+            return list(active.values())
 
         # A run that left the active set while still within discovery's reach is usually read,
         # finished, by the next discovery: it is asked for only if it is still missing a tick

@@ -82,3 +82,16 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     for level in results["load"]:
         assert any(name.startswith(f"{level['config']['rate']:g} runs/s over") for name in names), names
     assert all(set(target) == {"target", "measured", "met"} for target in results["targets"])
+
+
+def test_request_path_bench_measures_every_variant() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.request_path", "--requests", "40"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "variant" not in line]
+    names = [row.split("|")[1].strip() for row in rows]
+    expected = ["AsyncClient.get", "AsyncClient on asyncio", "transport, anyio", "transport, asyncio"]
+    assert names[:5] == [*expected, "LettaClient._get_json"]
+    assert all(float(row.split("|")[2]) > 0 for row in rows)

@@ -427,3 +427,37 @@ def test_runs_left_in_letta_by_backpressure_are_not_looked_up_one_by_one(sim_fac
         r.path for r in sim.requests if r.path.rstrip("/").count("/") == 3 and "/v1/runs/run-" in r.path
     ]
     assert retrieved == []
+
+
+def test_discovery_behind_its_backlog_waits_for_half_the_pending_set_to_drain(sim_factory) -> None:
+    """While the pending set is more than half full after a deferral, a poll does not list the
+    backlog again (it could admit next to nothing); once the workers drain it, discovery admits
+    the next runs, oldest first, and none is counted twice."""
+    sim = sim_factory(write_lag_fraction=0.0)
+
+    def run_list_reads() -> int:
+        lists = [r for r in sim.requests if r.path.rstrip("/") == "/v1/runs"]
+        return sum(1 for r in lists if "active=true" not in r.query)
+
+    async def scenario():
+        exporter = make_exporter(sim, max_pending=4, page_size=10)
+        discovery, tracker = exporter.poller.discovery, exporter.tracker  # the workers stay stopped
+        await discovery.discover()
+        sim.burst(20)
+        assert await asyncio.to_thread(sim.wait_idle, 20)
+        await discovery.discover()
+        first = set(tracker.pending)
+        assert len(first) == 4 and tracker.deferred_since is not None
+        before = run_list_reads()
+        await discovery.discover()
+        await discovery.track()
+        assert discovery.skipped and run_list_reads() == before
+        for run_id in list(first)[:3]:  # the workers' part: three recorded, one left
+            tracker.finalise(run_id)
+        await discovery.discover()
+        assert not discovery.skipped and run_list_reads() > before
+        assert len(tracker.pending) == 4 and not (set(tracker.pending) - first) & set(tracker.finalised)
+
+    run(scenario())
+    retrieved = [r.path for r in sim.requests if "/v1/runs/run-" in r.path]
+    assert retrieved == []
