@@ -174,7 +174,7 @@ def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable
     try:
         state = store.load()
         if state is not None:
-            poller.baselined = restore(state, tracker, metrics)
+            poller.discovery.baselined = restore(state, tracker, metrics)
             log.info(
                 "restored state from %s: %d runs in flight, %d pending, %d recently counted",
                 store.path, len(tracker.in_flight), len(tracker.pending), len(tracker.finalised),
@@ -187,7 +187,7 @@ def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable
         )
 
     async def save() -> None:
-        snapshot = capture(tracker, metrics, baselined=poller.baselined)
+        snapshot = capture(tracker, metrics, baselined=poller.discovery.baselined)
         try:
             await asyncio.to_thread(store.save, snapshot)
         except OSError as exc:

@@ -140,7 +140,6 @@ class ExporterMetrics:
         max_agents: int = 1000,
         ttft_buckets: Sequence[float] = DEFAULT_TTFT_BUCKETS,
         duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
-        step_buckets: Sequence[float] = DEFAULT_STEP_BUCKETS,
         register_totals: bool = True,
     ) -> None:
         # Series per run outcome already cost enough; the _created twins would double them for
@@ -151,7 +150,7 @@ class ExporterMetrics:
         self.agents = AgentLabeler(max_agents)
         self._initialised_agents: set[str] = set()
         self.totals = RunTotals(
-            {"ttft": tuple(ttft_buckets), "duration": tuple(duration_buckets), "steps": tuple(step_buckets)},
+            {"ttft": tuple(ttft_buckets), "duration": tuple(duration_buckets), "steps": DEFAULT_STEP_BUCKETS},
             agent_label=agent_label,
         )
         self.totals_collector = TotalsCollector(self.totals)

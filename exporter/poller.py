@@ -21,7 +21,6 @@ from exporter.breaker import CircuitBreaker
 from exporter.discovery import Discovery
 from exporter.enrichment import Enricher
 from exporter.letta.errors import LettaError, explain, failure_reason
-from exporter.letta.models import Run
 from exporter.metrics import ExporterMetrics
 from exporter.names import NameLookup
 from exporter.tracker import RunTracker
@@ -57,17 +56,8 @@ class Poller:
         self.ready = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self._failure: BaseException | None = None
-        self._active: list[Run] = []
         # Called at the end of every tick, e.g. to persist state; their failures are theirs to report.
         self.after_tick: list[Callable[[], Awaitable[object]]] = []
-
-    @property
-    def baselined(self) -> bool:
-        return self.discovery.baselined
-
-    @baselined.setter
-    def baselined(self, value: bool) -> None:
-        self.discovery.baselined = value
 
     async def tick(self) -> None:
         if self._tick_lock.locked():
@@ -82,7 +72,7 @@ class Poller:
             reached = await self._phase("discover", self.discovery.discover)
             reached = await self._phase("track", self._track) and reached
             self._report(reached)
-            if self.baselined:
+            if self.discovery.baselined:
                 for phase, lookup in self.names.items():
                     await self._phase(phase, lookup.refresh)
             if self.catch_up > 0:
@@ -97,16 +87,11 @@ class Poller:
                 await hook()
             self.metrics.poll_duration.observe(time.perf_counter() - started)
 
-    async def settled(self) -> None:
-        """Until the enrichment workers have taken every run that is ready now (tests, shutdown)."""
-        await self.enricher.join()
-
     async def stop(self) -> None:
         await self.enricher.stop()
 
     async def _track(self) -> None:
-        self._active = await self.discovery.track()
-        self.metrics.set_active(self._active)
+        self.metrics.set_active(await self.discovery.track())
 
     async def _phase(self, name: str, phase: Callable[[], Awaitable[Any]]) -> bool:
         try:

@@ -196,12 +196,6 @@ class LettaClient:
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    async def __aenter__(self) -> LettaClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     # -- transport ---------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:

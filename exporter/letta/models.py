@@ -74,16 +74,14 @@ class Run(_Lenient):
     completed_at: datetime | None = None
     agent_id: str | None = None
     conversation_id: str | None = None
-    background: bool | None = None
     stop_reason: str | None = None
     callback_url: str | None = None
-    callback_sent_at: datetime | None = None
     callback_status_code: int | None = None
     callback_error: str | None = None
     ttft_ns: int | None = None
     total_duration_ns: int | None = None
 
-    _utc = field_validator("created_at", "completed_at", "callback_sent_at")(as_utc)
+    _utc = field_validator("created_at", "completed_at")(as_utc)
 
     @field_validator("id")
     @classmethod
@@ -134,17 +132,11 @@ class UsageStatistics(_Lenient):
 
 
 class RunMetrics(_Lenient):
-    id: str | None = None
-    agent_id: str | None = None
-    project_id: str | None = None
-    run_start_ns: int | None = None
     run_ns: int | None = None
     num_steps: int | None = None
     tools_used: list[str] | None = None
-    template_id: str | None = None
-    base_template_id: str | None = None
 
-    @field_validator("run_ns", "num_steps", "run_start_ns", mode="before")
+    @field_validator("run_ns", "num_steps", mode="before")
     @classmethod
     def _ints(cls, value: Any) -> int | None:
         return _non_negative_int(value)
@@ -152,8 +144,6 @@ class RunMetrics(_Lenient):
     @field_validator("tools_used", mode="before")
     @classmethod
     def _tools(cls, value: Any) -> list[str] | None:
-        if value is None:
-            return None
         if not isinstance(value, list):
             return None
         return [str(item) for item in value if item is not None]
@@ -161,14 +151,11 @@ class RunMetrics(_Lenient):
 
 class Step(_Lenient):
     id: str | None = None
-    run_id: str | None = None
-    agent_id: str | None = None
     provider_name: str | None = None
     model: str | None = None
     model_handle: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    total_tokens: int | None = None
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
@@ -184,7 +171,6 @@ class Step(_Lenient):
     @field_validator(
         "prompt_tokens",
         "completion_tokens",
-        "total_tokens",
         "cached_input_tokens",
         "cache_write_tokens",
         "reasoning_tokens",
