@@ -212,12 +212,10 @@ def metrics_url(settings: Settings, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/metrics"
 
 
-async def serve(
-    settings: Settings, stop: asyncio.Event | None = None, on_serving: Callable[[str], None] | None = None
-) -> None:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; then stop within a few seconds.
-    ``on_serving`` is called with the /metrics URL once it is served."""
-    stop = stop or asyncio.Event()
+async def serve(settings: Settings, on_serving: Callable[[str], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT arrives; then stop within a few seconds. ``on_serving`` is called
+    with the /metrics URL once it is served."""
+    stop = asyncio.Event()
     exporter = build_exporter(settings)
     poller = exporter.poller
     loop = asyncio.get_running_loop()
