@@ -7,19 +7,12 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import (
-    CollectorRegistry,
-    GCCollector,
-    PlatformCollector,
-    ProcessCollector,
-)
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter import __version__
 from exporter.activity import ActivityLog
@@ -133,8 +126,9 @@ def build_exporter(settings: Settings) -> Exporter:
     activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
                     catch_up=settings.poll_interval / 2)  # fmt: skip
-    registry = CollectorRegistry()
-    registry.register(Joined(served, metrics.totals_collector))
+    registry = CollectorRegistry()  # a registry is a collector too
+    registry.register(served)
+    registry.register(metrics.totals_collector)
     exposition = Exposition(served, extra=TotalsText(metrics.totals).render)
     exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
                         traces=traces)  # fmt: skip
@@ -155,17 +149,6 @@ def build_exporter(settings: Settings) -> Exporter:
     poller.after_tick.append(render)  # after the state save: what is served has been persisted
     exporter.render = render
     return exporter
-
-
-class Joined(Collector):
-    """Several collectors (or registries) as one."""
-
-    def __init__(self, *parts: Collector) -> None:
-        self.parts = parts
-
-    def collect(self) -> Iterator[Metric]:
-        for part in self.parts:
-            yield from part.collect()
 
 
 def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable[None]]:
