@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
@@ -55,8 +56,8 @@ def parse_buckets(value: Any) -> tuple[float, ...]:
     return buckets
 
 
-Seconds = Annotated[float, Field(ge=0)]
-Buckets = Annotated[tuple[float, ...], NoDecode]
+Seconds = Annotated[float, Field(ge=0), BeforeValidator(parse_seconds)]
+Buckets = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_buckets)]
 
 
 class Settings(BaseSettings):
@@ -165,16 +166,6 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
-
-    @field_validator("discovery_overlap", "backfill", "trace_probe_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_seconds(value)
-
-    @field_validator("ttft_buckets", "duration_buckets", mode="before")
-    @classmethod
-    def _buckets(cls, value: Any) -> tuple[float, ...]:
-        return parse_buckets(value)
 
     @model_validator(mode="after")
     def _key_from_file(self) -> Settings:
