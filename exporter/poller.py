@@ -35,24 +35,22 @@ class Poller:
         enricher: Enricher,
         metrics: ExporterMetrics,
         *,
-        names: dict[str, NameLookup] | None = None,
-        breaker: CircuitBreaker | None = None,
-        activity: ActivityLog | None = None,
-        catch_up: float = 0.0,
-        clock: Callable[[], float] = time.time,
+        names: dict[str, NameLookup],
+        breaker: CircuitBreaker,
+        activity: ActivityLog,
+        catch_up: float,
     ) -> None:
         self.discovery = discovery
         self.enricher = enricher
         self.tracker: RunTracker = discovery.tracker
         self.metrics = metrics
-        self.names = names or {}  # poll phase name -> lookup
-        self.breaker = breaker or CircuitBreaker()
+        self.names = names  # poll phase name -> lookup
+        self.breaker = breaker
         self.activity = activity
         # How long a poll may wait for the runs it found to be recorded before it publishes: runs
         # found then show in the same poll's /metrics, not the next one's. A backlog is not waited
         # out: the rest is published by later polls.
         self.catch_up = catch_up
-        self.clock = clock
         self.ready = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self._failure: BaseException | None = None
@@ -81,8 +79,7 @@ class Poller:
                         await self.enricher.join()
             self.tracker.prune()
             self._publish(reached)
-            if self.activity is not None:
-                self.activity.after_poll(reached, seen=self.discovery.seen, agents=len(self.discovery.agents))
+            self.activity.after_poll(reached, seen=self.discovery.seen, agents=len(self.discovery.agents))
             for hook in self.after_tick:
                 await hook()
             self.metrics.poll_duration.observe(time.perf_counter() - started)
@@ -131,7 +128,7 @@ class Poller:
         metrics, tracker = self.metrics, self.tracker
         metrics.live.state.exporter_up = reached
         if reached:
-            metrics.last_success.set(self.clock())
+            metrics.last_success.set(time.time())
             self.ready.set()
         metrics.tracked.set(tracker.size)
         metrics.pending.set(len(tracker.pending))
