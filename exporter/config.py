@@ -112,8 +112,7 @@ class Settings(BaseSettings):
     enrich_metrics: bool = Field(True, description="Read /metrics per run (duration, step count, tools).")
     enrich_steps: bool = Field(True, description="Read /steps per run (per-model tokens and step outcomes).")
     enrich_trace: bool = Field(
-        True,
-        description="Read /trace per run for trace export, or for TTFT when a traced run lacks it.",
+        True, description="Read /trace per run for trace export, or for TTFT when a traced run lacks it."
     )
     traces: bool | None = Field(
         None,

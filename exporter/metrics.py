@@ -90,11 +90,11 @@ class LiveCollector(Collector):
     """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear
     (bar ``letta_active_runs``, which reads 0 for every agent counted, like ``letta_runs_total``)."""
 
-    def __init__(self, agent_label: bool, known_agents: set[str] | None = None) -> None:
+    def __init__(self, agent_label: bool, known_agents: set[str]) -> None:
         self.state = LiveState()
         self.agent_label = agent_label
         # Agents with letta_runs_total series: each gets a letta_active_runs series per status too.
-        self.known_agents = known_agents if known_agents is not None else set()
+        self.known_agents = known_agents
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         state = self.state
