@@ -7,19 +7,12 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import (
-    CollectorRegistry,
-    GCCollector,
-    PlatformCollector,
-    ProcessCollector,
-)
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from exporter import __version__
 from exporter.activity import ActivityLog
@@ -133,8 +126,9 @@ def build_exporter(settings: Settings) -> Exporter:
     activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
                     catch_up=settings.poll_interval / 2)  # fmt: skip
-    registry = CollectorRegistry()
-    registry.register(Joined(served, metrics.totals_collector))
+    registry = CollectorRegistry()  # a registry is a collector too
+    registry.register(served)
+    registry.register(metrics.totals_collector)
     exposition = Exposition(served, extra=TotalsText(metrics.totals).render)
     exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
                         traces=traces)  # fmt: skip
@@ -157,24 +151,13 @@ def build_exporter(settings: Settings) -> Exporter:
     return exporter
 
 
-class Joined(Collector):
-    """Several collectors (or registries) as one."""
-
-    def __init__(self, *parts: Collector) -> None:
-        self.parts = parts
-
-    def collect(self) -> Iterator[Metric]:
-        for part in self.parts:
-            yield from part.collect()
-
-
 def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable[None]]:
     """Restore from ``store`` if it holds state, and save to it after every tick."""
     tracker, metrics, poller = exporter.tracker, exporter.metrics, exporter.poller
     try:
         state = store.load()
         if state is not None:
-            poller.baselined = restore(state, tracker, metrics)
+            poller.discovery.baselined = restore(state, tracker, metrics)
             log.info(
                 "restored state from %s: %d runs in flight, %d pending, %d recently counted",
                 store.path, len(tracker.in_flight), len(tracker.pending), len(tracker.finalised),
@@ -187,7 +170,7 @@ def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable
         )
 
     async def save() -> None:
-        snapshot = capture(tracker, metrics, baselined=poller.baselined)
+        snapshot = capture(tracker, metrics, baselined=poller.discovery.baselined)
         try:
             await asyncio.to_thread(store.save, snapshot)
         except OSError as exc:
@@ -212,12 +195,10 @@ def metrics_url(settings: Settings, port: int, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{host}:{port}/metrics"
 
 
-async def serve(
-    settings: Settings, stop: asyncio.Event | None = None, on_serving: Callable[[str], None] | None = None
-) -> None:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; then stop within a few seconds.
-    ``on_serving`` is called with the /metrics URL once it is served."""
-    stop = stop or asyncio.Event()
+async def serve(settings: Settings, on_serving: Callable[[str], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT arrives; then stop within a few seconds. ``on_serving`` is called
+    with the /metrics URL once it is served."""
+    stop = asyncio.Event()
     exporter = build_exporter(settings)
     poller = exporter.poller
     loop = asyncio.get_running_loop()

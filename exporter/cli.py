@@ -26,6 +26,11 @@ DEMO_DEFAULTS = {"listen_address": "127.0.0.1", "poll_interval": "2", "max_reque
 DEMO_FIXED = {"base_url": "http://127.0.0.1:1", "api_key": None, "api_key_file": None}  # URL replaced below
 # Flags whose last word does not name their value.
 METAVARS = {"max_requests_per_second": "RATE"}
+DESCRIPTION = (
+    "Prometheus exporter for Letta agent runs. Every flag can also be set by the environment variable "
+    "shown; flags win."
+)
+EPILOG = "Subcommand: 'letta-exporter demo --help' runs against a built-in simulator."
 
 
 class DemoSettings(Settings):
@@ -64,13 +69,8 @@ def _add_argument(parser: argparse.ArgumentParser, *flags: str, demo: bool, **kw
 def cli_source(*, demo: bool = False) -> CliSettingsSource[argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
         prog="letta-exporter demo" if demo else "letta-exporter",
-        description=DemoSettings.__doc__
-        if demo
-        else "Prometheus exporter for Letta agent runs. Every flag can also be set by the "
-        "environment variable shown; flags win.",
-        epilog=None
-        if demo
-        else "Subcommand: 'letta-exporter demo --help' runs against a built-in simulator.",
+        description=DemoSettings.__doc__ if demo else DESCRIPTION,
+        epilog=None if demo else EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"letta-exporter {__version__}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
@@ -55,8 +56,8 @@ def parse_buckets(value: Any) -> tuple[float, ...]:
     return buckets
 
 
-Seconds = Annotated[float, Field(ge=0)]
-Buckets = Annotated[tuple[float, ...], NoDecode]
+Seconds = Annotated[float, Field(ge=0), BeforeValidator(parse_seconds)]
+Buckets = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_buckets)]
 
 
 class Settings(BaseSettings):
@@ -111,8 +112,7 @@ class Settings(BaseSettings):
     enrich_metrics: bool = Field(True, description="Read /metrics per run (duration, step count, tools).")
     enrich_steps: bool = Field(True, description="Read /steps per run (per-model tokens and step outcomes).")
     enrich_trace: bool = Field(
-        True,
-        description="Read /trace per run for trace export, or for TTFT when a traced run lacks it.",
+        True, description="Read /trace per run for trace export, or for TTFT when a traced run lacks it."
     )
     traces: bool | None = Field(
         None,
@@ -165,16 +165,6 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
-
-    @field_validator("discovery_overlap", "backfill", "trace_probe_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_seconds(value)
-
-    @field_validator("ttft_buckets", "duration_buckets", mode="before")
-    @classmethod
-    def _buckets(cls, value: Any) -> tuple[float, ...]:
-        return parse_buckets(value)
 
     @model_validator(mode="after")
     def _key_from_file(self) -> Settings:

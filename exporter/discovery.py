@@ -42,15 +42,13 @@ class Discovery:
         options: DiscoveryOptions,
         *,
         admit: Callable[[str], None],
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.tracker = tracker
         self.metrics = metrics
         self.options = options
         self.admit = admit  # called with each run admitted for enrichment
-        self.clock = clock
-        self.started_at = clock()
+        self.started_at = time.time()
         self.baselined = False
         self._semaphore = asyncio.Semaphore(options.concurrency)
         self._missing_last_tick: set[str] = set()
@@ -189,8 +187,8 @@ class Discovery:
             # Not active, yet not finished: a status this exporter does not know. Keep asking,
             # but not forever: each such run costs a request per poll.
             created = created_ts(run)
-            if created is not None and self.clock() - created > self.options.max_in_flight_age:
+            if created is not None and time.time() - created > self.options.max_in_flight_age:
                 self.tracker.forget(run_id)
                 self.metrics.runs_lost.labels("stale").inc()
                 log.warning("run %s still %r after %.0fs; no longer tracked", run_id, run.status,
-                            self.clock() - created)  # fmt: skip
+                            time.time() - created)  # fmt: skip

@@ -61,14 +61,14 @@ class Enricher:
         options: EnrichOptions,
         *,
         traces: TracePipeline | None = None,
-        trace_availability: TraceAvailability | None = None,
+        trace_availability: TraceAvailability,
     ) -> None:
         self.client = client
         self.tracker = tracker
         self.metrics = metrics
         self.options = options
         self.traces = traces
-        self.trace_availability = trace_availability or TraceAvailability()
+        self.trace_availability = trace_availability
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -139,12 +139,10 @@ class Enricher:
         elif verdict is Verdict.GONE:
             self.tracker.forget(run_id)
             self.metrics.runs_lost.labels("deleted").inc()
-        else:
-            if verdict is Verdict.RETRY:
-                delay = self.options.retry_delay
-            else:  # Letta writes late data within moments: look soon, then less often
-                delay = self.options.settle_delay * 2 ** max(0, entry.settle_checks - 1)
-            self._later(run_id, delay)
+        elif verdict is Verdict.RETRY:
+            self._later(run_id, self.options.retry_delay)
+        else:  # Letta writes late data within moments: look soon, then less often
+            self._later(run_id, self.options.settle_delay * 2 ** max(0, entry.settle_checks - 1))
 
     # -- one run -----------------------------------------------------------------------------------
 

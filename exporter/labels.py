@@ -32,11 +32,9 @@ class AgentLabeler:
     """Maps agent IDs to label values; the first ``max_agents`` distinct agents keep their ID,
     later ones share ``other`` so a tenant with a million agents cannot blow up Prometheus."""
 
-    def __init__(self, max_agents: int, known: list[str] | None = None) -> None:
+    def __init__(self, max_agents: int) -> None:
         self.max_agents = max_agents
         self._admitted: dict[str, None] = {}
-        for agent_id in known or []:
-            self.label(agent_id)
 
     def label(self, agent_id: str | None) -> str:
         if not agent_id:

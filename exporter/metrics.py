@@ -80,15 +80,21 @@ def _names_info(name: str, key: str, label: str, names: dict[str, str]) -> Gauge
     return info
 
 
+def _age(name: str, help: str, since: float | None) -> GaugeMetricFamily:
+    age = GaugeMetricFamily(name, help)
+    age.add_metric([], max(0.0, time.time() - since) if since is not None else 0.0)
+    return age
+
+
 class LiveCollector(Collector):
     """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear
     (bar ``letta_active_runs``, which reads 0 for every agent counted, like ``letta_runs_total``)."""
 
-    def __init__(self, agent_label: bool, known_agents: set[str] | None = None) -> None:
+    def __init__(self, agent_label: bool, known_agents: set[str]) -> None:
         self.state = LiveState()
         self.agent_label = agent_label
         # Agents with letta_runs_total series: each gets a letta_active_runs series per status too.
-        self.known_agents = known_agents if known_agents is not None else set()
+        self.known_agents = known_agents
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         state = self.state
@@ -100,24 +106,17 @@ class LiveCollector(Collector):
         for (agent, status), count in sorted(counts.items()):
             active.add_metric([agent, status] if self.agent_label else [status], count)
         yield active
-
-        age = GaugeMetricFamily(
+        yield _age(
             "letta_active_run_max_age_seconds",
             "Age of the oldest run still in flight (0 when none): a growing value means a stuck run.",
+            state.oldest_active_created_at,
         )
-        oldest = state.oldest_active_created_at
-        age.add_metric([], max(0.0, time.time() - oldest) if oldest is not None else 0.0)
-        yield age
-
-        behind = GaugeMetricFamily(
+        yield _age(
             "letta_exporter_oldest_unrecorded_run_age_seconds",
             "Time since the longest-waiting finished run finished, while it is not yet recorded (0 "
             "when none waits): growing means the exporter is falling behind Letta.",
+            state.oldest_unrecorded_finished_at,
         )
-        waiting = state.oldest_unrecorded_finished_at
-        behind.add_metric([], max(0.0, time.time() - waiting) if waiting is not None else 0.0)
-        yield behind
-
         yield _names_info("letta_agent_info", "agent_id", "agent_name", state.agent_names)
         yield _names_info("letta_tool_info", "tool", "tool_name", state.tool_names)
 
@@ -140,7 +139,6 @@ class ExporterMetrics:
         max_agents: int = 1000,
         ttft_buckets: Sequence[float] = DEFAULT_TTFT_BUCKETS,
         duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
-        step_buckets: Sequence[float] = DEFAULT_STEP_BUCKETS,
         register_totals: bool = True,
     ) -> None:
         # Series per run outcome already cost enough; the _created twins would double them for
@@ -151,7 +149,7 @@ class ExporterMetrics:
         self.agents = AgentLabeler(max_agents)
         self._initialised_agents: set[str] = set()
         self.totals = RunTotals(
-            {"ttft": tuple(ttft_buckets), "duration": tuple(duration_buckets), "steps": tuple(step_buckets)},
+            {"ttft": tuple(ttft_buckets), "duration": tuple(duration_buckets), "steps": DEFAULT_STEP_BUCKETS},
             agent_label=agent_label,
         )
         self.totals_collector = TotalsCollector(self.totals)
@@ -180,11 +178,9 @@ class ExporterMetrics:
             buckets=POLL_BUCKETS, registry=registry,
         )  # fmt: skip
         self.poll_errors = Counter(
-            "letta_exporter_poll_errors",
-            "Poll phases that failed after retries.",
-            ["phase"],
-            registry=registry,
-        )
+            "letta_exporter_poll_errors", "Poll phases that failed after retries.",
+            ["phase"], registry=registry,
+        )  # fmt: skip
         self.poll_failures = Counter(
             "letta_exporter_poll_failures", "Polls that could not reach Letta, by the first cause: "
             "unauthorized (401/403: check LETTA_API_KEY), unreachable, timeout, rate_limited, "

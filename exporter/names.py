@@ -21,6 +21,11 @@ from exporter.letta.models import is_safe_id
 
 log = logging.getLogger(__name__)
 
+REFRESH_EVERY = 3600.0
+PER_POLL = 5  # a few a poll: a fleet of new agents is not a burst of requests
+SHARE = 0.01  # of the API calls made since the last round
+CONCURRENCY = 4
+
 
 class NameLookup:
     """Names for the IDs ``ids()`` gives, read with ``fetch(id)`` (an object with a ``name``) and
@@ -33,33 +38,24 @@ class NameLookup:
         fetch: Callable[[str], Awaitable[Any]],
         publish: Callable[[dict[str, str]], None],
         *,
-        refresh_every: float = 3600.0,
-        per_tick: int = 5,  # a few a poll: a fleet of new agents is not a burst of requests
-        share: float = 0.01,
-        calls: Callable[[], int] | None = None,  # API calls made so far, for the share
-        concurrency: int = 4,
-        clock: Callable[[], float] = time.time,
+        calls: Callable[[], int],  # API calls made so far, for the share
     ) -> None:
         self.what = what
         self.ids = ids
         self.fetch = fetch
         self.publish = publish
-        self.refresh_every = refresh_every
-        self.per_tick = per_tick
-        self.share = share
         self.calls = calls
         self._calls_before = 0
-        self.clock = clock
         self._names: dict[str, str] = {}
         self._checked: dict[str, float] = {}
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def refresh(self) -> None:
-        now = self.clock()
+        now = time.time()
         due = [
             item
             for item in self.ids()
-            if is_safe_id(item) and now - self._checked.get(item, float("-inf")) > self.refresh_every
+            if is_safe_id(item) and now - self._checked.get(item, float("-inf")) > REFRESH_EVERY
         ][: self._allowance()]
         if not due:
             return
@@ -67,12 +63,10 @@ class NameLookup:
         self.publish(dict(self._names))
 
     def _allowance(self) -> int:
-        if self.calls is None:
-            return self.per_tick
         made = self.calls()
-        allowed = int((made - self._calls_before) * self.share)
+        allowed = int((made - self._calls_before) * SHARE)
         self._calls_before = made
-        return max(1, min(self.per_tick, allowed))
+        return max(1, min(PER_POLL, allowed))
 
     async def _look_up(self, item: str, now: float) -> None:
         async with self._semaphore:

@@ -88,7 +88,7 @@ def _wall_clock_seconds(run: Run) -> float | None:
     return seconds if seconds >= 0 else None
 
 
-def _usage_tokens(usage: UsageStatistics) -> dict[str, int]:
+def _usage_tokens(usage: UsageStatistics | Step) -> dict[str, int]:
     prompt_details = usage.prompt_tokens_details
     completion_details = usage.completion_tokens_details
     return {
@@ -102,22 +102,13 @@ def _usage_tokens(usage: UsageStatistics) -> dict[str, int]:
 
 
 def step_tokens(step: Step) -> dict[str, int]:
-    """A step's tokens by type; the flat fields and the ``*_details`` objects are both in use."""
-    prompt_details = step.prompt_tokens_details
-    completion_details = step.completion_tokens_details
-    cached = (prompt_details.cached_tokens if prompt_details else None) or step.cached_input_tokens
-    cache_creation = (
-        prompt_details.cache_creation_tokens if prompt_details else None
-    ) or step.cache_write_tokens
-    reasoning = (completion_details.reasoning_tokens if completion_details else None) or step.reasoning_tokens
-    return {
-        "prompt": step.prompt_tokens or 0,
-        "completion": step.completion_tokens or 0,
-        "cached": cached or 0,
-        "cache_read": (prompt_details.cache_read_tokens if prompt_details else None) or 0,
-        "cache_creation": cache_creation or 0,
-        "reasoning": reasoning or 0,
-    }
+    """A step's tokens by type: as /usage gives them, where the ``*_details`` objects are empty
+    from the flat fields, since Letta fills one or the other."""
+    tokens = _usage_tokens(step)
+    tokens["cached"] = tokens["cached"] or step.cached_input_tokens or 0
+    tokens["cache_creation"] = tokens["cache_creation"] or step.cache_write_tokens or 0
+    tokens["reasoning"] = tokens["reasoning"] or step.reasoning_tokens or 0
+    return tokens
 
 
 def _callback_outcome(run: Run) -> str | None:

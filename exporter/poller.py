@@ -21,7 +21,6 @@ from exporter.breaker import CircuitBreaker
 from exporter.discovery import Discovery
 from exporter.enrichment import Enricher
 from exporter.letta.errors import LettaError, explain, failure_reason
-from exporter.letta.models import Run
 from exporter.metrics import ExporterMetrics
 from exporter.names import NameLookup
 from exporter.tracker import RunTracker
@@ -36,38 +35,27 @@ class Poller:
         enricher: Enricher,
         metrics: ExporterMetrics,
         *,
-        names: dict[str, NameLookup] | None = None,
-        breaker: CircuitBreaker | None = None,
-        activity: ActivityLog | None = None,
-        catch_up: float = 0.0,
-        clock: Callable[[], float] = time.time,
+        names: dict[str, NameLookup],
+        breaker: CircuitBreaker,
+        activity: ActivityLog,
+        catch_up: float,
     ) -> None:
         self.discovery = discovery
         self.enricher = enricher
         self.tracker: RunTracker = discovery.tracker
         self.metrics = metrics
-        self.names = names or {}  # poll phase name -> lookup
-        self.breaker = breaker or CircuitBreaker()
+        self.names = names  # poll phase name -> lookup
+        self.breaker = breaker
         self.activity = activity
         # How long a poll may wait for the runs it found to be recorded before it publishes: runs
         # found then show in the same poll's /metrics, not the next one's. A backlog is not waited
         # out: the rest is published by later polls.
         self.catch_up = catch_up
-        self.clock = clock
         self.ready = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self._failure: BaseException | None = None
-        self._active: list[Run] = []
         # Called at the end of every tick, e.g. to persist state; their failures are theirs to report.
         self.after_tick: list[Callable[[], Awaitable[object]]] = []
-
-    @property
-    def baselined(self) -> bool:
-        return self.discovery.baselined
-
-    @baselined.setter
-    def baselined(self, value: bool) -> None:
-        self.discovery.baselined = value
 
     async def tick(self) -> None:
         if self._tick_lock.locked():
@@ -82,7 +70,7 @@ class Poller:
             reached = await self._phase("discover", self.discovery.discover)
             reached = await self._phase("track", self._track) and reached
             self._report(reached)
-            if self.baselined:
+            if self.discovery.baselined:
                 for phase, lookup in self.names.items():
                     await self._phase(phase, lookup.refresh)
             if self.catch_up > 0:
@@ -91,22 +79,16 @@ class Poller:
                         await self.enricher.join()
             self.tracker.prune()
             self._publish(reached)
-            if self.activity is not None:
-                self.activity.after_poll(reached, seen=self.discovery.seen, agents=len(self.discovery.agents))
+            self.activity.after_poll(reached, seen=self.discovery.seen, agents=len(self.discovery.agents))
             for hook in self.after_tick:
                 await hook()
             self.metrics.poll_duration.observe(time.perf_counter() - started)
-
-    async def settled(self) -> None:
-        """Until the enrichment workers have taken every run that is ready now (tests, shutdown)."""
-        await self.enricher.join()
 
     async def stop(self) -> None:
         await self.enricher.stop()
 
     async def _track(self) -> None:
-        self._active = await self.discovery.track()
-        self.metrics.set_active(self._active)
+        self.metrics.set_active(await self.discovery.track())
 
     async def _phase(self, name: str, phase: Callable[[], Awaitable[Any]]) -> bool:
         try:
@@ -146,7 +128,7 @@ class Poller:
         metrics, tracker = self.metrics, self.tracker
         metrics.live.state.exporter_up = reached
         if reached:
-            metrics.last_success.set(self.clock())
+            metrics.last_success.set(time.time())
             self.ready.set()
         metrics.tracked.set(tracker.size)
         metrics.pending.set(len(tracker.pending))

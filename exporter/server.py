@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -86,6 +87,11 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def _text(start_response: StartResponse, status: str, body: bytes, *headers: tuple[str, str]) -> list[bytes]:
+    start_response(status, [*headers, ("Content-Type", "text/plain")])
+    return [body]
+
+
 # Probes stay open so kubelet needs no credentials; they reveal nothing but liveness.
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -112,35 +118,28 @@ def make_app(
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        reply = partial(_text, start_response)
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")])
-            return [b"method not allowed\n"]
+            return reply("405 Method Not Allowed", b"method not allowed\n", ("Allow", "GET, HEAD"))
         if (
             auth is not None
             and path not in UNAUTHENTICATED_PATHS
             and not auth.check(environ.get("HTTP_AUTHORIZATION"))
         ):
-            start_response(
-                "401 Unauthorized",
-                [("WWW-Authenticate", 'Basic realm="letta-exporter"'), ("Content-Type", "text/plain")],
-            )
-            return [b"unauthorized\n"]
+            challenge = ("WWW-Authenticate", 'Basic realm="letta-exporter"')
+            return reply("401 Unauthorized", b"unauthorized\n", challenge)
         if path == "/metrics":
             return metrics_app(environ, start_response)
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            return reply("200 OK", b"ok\n")
         if path == "/readyz":
             if is_ready():
-                start_response("200 OK", [("Content-Type", "text/plain")])
-                return [b"ready\n"]
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"waiting for the first successful poll\n"]
+                return reply("200 OK", b"ready\n")
+            return reply("503 Service Unavailable", b"waiting for the first successful poll\n")
         if path == "/":
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [landing_page(is_ready(), status)]
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found\n"]
+        return reply("404 Not Found", b"not found\n")
 
     return app
 

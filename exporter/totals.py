@@ -275,11 +275,6 @@ def _histogram_lines(
     return "".join(out).encode()
 
 
-def render_text(totals: RunTotals) -> str:
-    """One rendering of ``totals`` from scratch (``TotalsText`` keeps what it wrote for the next)."""
-    return b"".join(TotalsText(totals).render()).decode()
-
-
 class TotalsCollector(Collector):
     """``RunTotals`` as Prometheus metric families, built afresh on each collect."""
 

@@ -278,7 +278,7 @@ async def ticks(exporter: Exporter, count: int, pause: float = 0.0) -> None:
     """``count`` polls, each followed by the enrichment of what it found ready."""
     for _ in range(count):
         await exporter.poller.tick()
-        await exporter.poller.settled()
+        await exporter.enricher.join()
         if pause:
             await asyncio.sleep(pause)
 
@@ -291,7 +291,7 @@ async def settle(exporter: Exporter, sim, timeout: float = 20.0, expected: int |
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await exporter.poller.tick()
-        await exporter.poller.settled()
+        await exporter.enricher.join()
         if runs_counted(registry_samples(exporter.registry)) >= target:
             await ticks(exporter, 1)  # one more: a second count would show up now
             return

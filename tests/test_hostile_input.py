@@ -141,7 +141,7 @@ def test_hostile_reply_is_bounded_counted_and_polling_goes_on(case: Case) -> Non
         server.list_route = None
         server.runs = []
         await exporter.poller.tick()
-        await exporter.poller.settled()
+        await exporter.enricher.join()
         await exporter.client.aclose()
 
     try:

@@ -7,9 +7,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.outcome import RunOutcome
-from exporter.totals import RunTotals, TotalsCollector, TotalsError, TotalsText, render_text
+from exporter.totals import RunTotals, TotalsCollector, TotalsError, TotalsText
 
 BUCKETS = {"ttft": (0.1, 1.0, 2.5), "duration": (1.0, 10.0), "steps": (1, 2, 5)}
+
+
+def render_text(totals: RunTotals) -> str:
+    """One rendering of ``totals`` from scratch (``TotalsText`` keeps what it wrote for the next)."""
+    return b"".join(TotalsText(totals).render()).decode()
 
 
 def outcome(n: int, **overrides: object) -> RunOutcome:

@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -160,7 +161,6 @@ class LettaClient:
         max_body_bytes: int = MAX_BODY_BYTES,
         max_connections: int = 12,
         observer: RequestObserver | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip"}
@@ -172,7 +172,7 @@ class LettaClient:
         # Requests go straight to the transport: an AsyncClient's per-request work (URL merging,
         # cookies, auth and redirect flows) cost more CPU than the exchange itself, and this client
         # needs none of it (docs/bench.md, "Request path").
-        self._transport = transport or letta_transport(
+        self._transport = letta_transport(
             self._root,
             # httpcore checks every pooled connection on every request: a pool sized to what is in
             # flight (enrichment workers, discovery, look-ups) costs a fraction of a large one.
@@ -195,12 +195,6 @@ class LettaClient:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-    async def __aenter__(self) -> LettaClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -352,7 +346,7 @@ class LettaClient:
             return await self.list_runs_page(limit=page_size, cursor=at, active=active, known=known)
 
         return CursorWalk("list_runs", fetch, page_size=page_size, descending=True,
-                          behaviour=self.cursors, ident=_run_id, key=_run_key)  # fmt: skip
+                          behaviour=self.cursors, ident=attrgetter("id"), key=_run_key)  # fmt: skip
 
     async def retrieve_run(self, run_id: str) -> Run:
         return await self._get_model("retrieve_run", f"/v1/runs/{run_id}", Run)
@@ -373,7 +367,7 @@ class LettaClient:
             return await self._get_list("list_steps_for_run", f"/v1/runs/{run_id}/steps", Step, params)
 
         walk = CursorWalk("list_steps_for_run", fetch, page_size=page_size, descending=False,
-                          behaviour=self.cursors, ident=_step_id)  # fmt: skip
+                          behaviour=self.cursors, ident=attrgetter("id"))  # fmt: skip
         return [step async for page in walk for step in page]
 
     async def run_trace(self, run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
@@ -404,16 +398,8 @@ def _known_run(raw: Any, known: Callable[[str], bool]) -> Run | None:
     return Run.model_construct(id=run_id, created_at=created_at, status="completed")
 
 
-def _run_id(run: Run) -> str:
-    return run.id
-
-
 def _run_key(run: Run) -> tuple[datetime, str] | None:
     return (run.created_at, run.id) if run.created_at is not None else None
-
-
-def _step_id(step: Step) -> str | None:
-    return step.id
 
 
 def _os_error(exc: BaseException) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 ACTIVE_STATUSES = ("created", "running")
@@ -67,6 +67,18 @@ def _non_negative_int(value: Any) -> int | None:
     return number if number >= 0 else None
 
 
+def _stop_reason(value: Any) -> str | None:
+    # Letta has sent both the bare enum and a LettaStopReason-like object over its history.
+    if isinstance(value, dict):
+        value = value.get("stop_reason")
+    return str(value) if value is not None else None
+
+
+# Figures arrive as null, numbers or text: anything but a whole number >= 0 reads as None.
+Count = Annotated[int | None, BeforeValidator(_non_negative_int)]
+StopReason = Annotated[str | None, BeforeValidator(_stop_reason)]
+
+
 class Run(_Lenient):
     id: str
     status: str = "created"
@@ -74,16 +86,14 @@ class Run(_Lenient):
     completed_at: datetime | None = None
     agent_id: str | None = None
     conversation_id: str | None = None
-    background: bool | None = None
-    stop_reason: str | None = None
+    stop_reason: StopReason = None
     callback_url: str | None = None
-    callback_sent_at: datetime | None = None
-    callback_status_code: int | None = None
+    callback_status_code: Count = None
     callback_error: str | None = None
-    ttft_ns: int | None = None
-    total_duration_ns: int | None = None
+    ttft_ns: Count = None
+    total_duration_ns: Count = None
 
-    _utc = field_validator("created_at", "completed_at", "callback_sent_at")(as_utc)
+    _utc = field_validator("created_at", "completed_at")(as_utc)
 
     @field_validator("id")
     @classmethod
@@ -96,19 +106,6 @@ class Run(_Lenient):
     @classmethod
     def _status(cls, value: Any) -> str:
         return str(value).lower() if value is not None else "created"
-
-    @field_validator("stop_reason", mode="before")
-    @classmethod
-    def _stop_reason(cls, value: Any) -> str | None:
-        # Letta has sent both the bare enum and a LettaStopReason-like object over its history.
-        if isinstance(value, dict):
-            value = value.get("stop_reason")
-        return str(value) if value is not None else None
-
-    @field_validator("ttft_ns", "total_duration_ns", "callback_status_code", mode="before")
-    @classmethod
-    def _ints(cls, value: Any) -> int | None:
-        return _non_negative_int(value)
 
     @property
     def is_terminal(self) -> bool:
@@ -134,26 +131,13 @@ class UsageStatistics(_Lenient):
 
 
 class RunMetrics(_Lenient):
-    id: str | None = None
-    agent_id: str | None = None
-    project_id: str | None = None
-    run_start_ns: int | None = None
-    run_ns: int | None = None
-    num_steps: int | None = None
+    run_ns: Count = None
+    num_steps: Count = None
     tools_used: list[str] | None = None
-    template_id: str | None = None
-    base_template_id: str | None = None
-
-    @field_validator("run_ns", "num_steps", "run_start_ns", mode="before")
-    @classmethod
-    def _ints(cls, value: Any) -> int | None:
-        return _non_negative_int(value)
 
     @field_validator("tools_used", mode="before")
     @classmethod
     def _tools(cls, value: Any) -> list[str] | None:
-        if value is None:
-            return None
         if not isinstance(value, list):
             return None
         return [str(item) for item in value if item is not None]
@@ -161,38 +145,20 @@ class RunMetrics(_Lenient):
 
 class Step(_Lenient):
     id: str | None = None
-    run_id: str | None = None
-    agent_id: str | None = None
     provider_name: str | None = None
     model: str | None = None
     model_handle: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    total_tokens: int | None = None
-    cached_input_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    prompt_tokens: Count = None
+    completion_tokens: Count = None
+    cached_input_tokens: Count = None
+    cache_write_tokens: Count = None
+    reasoning_tokens: Count = None
     prompt_tokens_details: PromptTokenDetails | None = None
     completion_tokens_details: CompletionTokenDetails | None = None
-    stop_reason: str | None = None
+    stop_reason: StopReason = None
     status: str | None = None
     trace_id: str | None = None
     error_type: str | None = None
-
-    _stop_reason = field_validator("stop_reason", mode="before")(Run._stop_reason.__func__)  # type: ignore[attr-defined]
-
-    @field_validator(
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "cached_input_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        mode="before",
-    )
-    @classmethod
-    def _ints(cls, value: Any) -> int | None:
-        return _non_negative_int(value)
 
     @property
     def model_label(self) -> str:

@@ -28,10 +28,6 @@ class CursorObserver(Protocol):
     def observe_cursor(self, endpoint: str, order: str, param: str, semantics: str) -> None: ...
 
 
-def semantics_of(param: Param) -> str:
-    return "spec" if param == SPEC_PARAM else "reversed"
-
-
 def _other(param: Param) -> Param:
     return "before" if param == "after" else "after"
 
@@ -54,7 +50,8 @@ class CursorBehaviour:
         if previous == param:
             return
         self._params[endpoint] = param
-        meaning = "as the spec says" if param == SPEC_PARAM else "the reverse of the spec, as Letta 0.16.8"
+        spec = param == SPEC_PARAM
+        meaning = "as the spec says" if spec else "the reverse of the spec, as Letta 0.16.8"
         if previous is None:
             log.info(
                 "%s: this server continues order=%s lists with %s= (%s)", endpoint, order, param, meaning
@@ -63,7 +60,7 @@ class CursorBehaviour:
             log.warning("%s: the server now continues order=%s lists with %s=, no longer %s= (%s)",
                         endpoint, order, param, previous, meaning)  # fmt: skip
         if self._observer is not None:
-            self._observer.observe_cursor(endpoint, order, param, semantics_of(param))
+            self._observer.observe_cursor(endpoint, order, param, "spec" if spec else "reversed")
 
 
 class CursorWalk(Generic[RowT]):

@@ -17,8 +17,6 @@ from enum import Enum
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROBE_INTERVAL = 600.0
-
 
 class Claim(Enum):
     READ = "read"
@@ -27,11 +25,9 @@ class Claim(Enum):
 
 
 class TraceAvailability:
-    def __init__(
-        self, probe_interval: float = DEFAULT_PROBE_INTERVAL, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, probe_interval: float) -> None:
         self.probe_interval = probe_interval
-        self.clock = clock
+        self.clock: Callable[[], float] = time.monotonic
         self.available = True
         self._answered = False  # has /trace answered (rows or 501) at all yet?
         self._asking = False  # a first read is under way

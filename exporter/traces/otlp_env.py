@@ -5,7 +5,7 @@ value stops it with one line naming the variable (config.py), before any span is
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -20,16 +20,12 @@ BSP_DEFAULTS = {"OTEL_BSP_MAX_QUEUE_SIZE": 2048, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE
                 "OTEL_BSP_SCHEDULE_DELAY": 5000}  # fmt: skip
 
 
-def _first(environ: Mapping[str, str], names: Sequence[str]) -> str | None:
-    for name in names:
+def configured_endpoint(environ: Mapping[str, str] = os.environ) -> str | None:
+    for name in ENDPOINT_VARS:
         value = environ.get(name, "").strip()
         if value:
             return value
     return None
-
-
-def configured_endpoint(environ: Mapping[str, str] = os.environ) -> str | None:
-    return _first(environ, ENDPOINT_VARS)
 
 
 def tracing_enabled(setting: bool | None, environ: Mapping[str, str] = os.environ) -> bool:

@@ -17,9 +17,8 @@ and ``OTEL_BSP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}`` for the q
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -204,26 +203,22 @@ def _within(timeout: float, call: Callable[[], object]) -> bool:
 
 
 def build_pipeline(
-    settings: Settings,
-    counter: Counter,
-    *,
-    on_malformed: Callable[[int], None] | None = None,
-    environ: Mapping[str, str] = os.environ,
+    settings: Settings, counter: Counter, *, on_malformed: Callable[[int], None] | None = None
 ) -> TracePipeline | None:
     """The pipeline the settings and ``OTEL_*`` variables ask for, or ``None`` with tracing off."""
-    if not tracing_enabled(settings.traces, environ):
+    if not tracing_enabled(settings.traces):
         return None
     pipeline = TracePipeline(
-        make_span_exporter(environ),
+        make_span_exporter(),
         counter,
-        policy=AttributePolicy.from_settings(settings.trace_attribute_denylist, environ),
+        policy=AttributePolicy.from_settings(settings.trace_attribute_denylist),
         synthesis=settings.trace_synthesis,
         reparent_orphans=settings.trace_reparent_orphans,
         on_malformed=on_malformed,
-        **batch_settings(environ),
+        **batch_settings(),
     )
     log.info(
-        "exporting run traces over OTLP (%s) to %s", otlp_protocol(environ),
-        configured_endpoint(environ) or "the default local endpoint",
+        "exporting run traces over OTLP (%s) to %s", otlp_protocol(),
+        configured_endpoint() or "the default local endpoint",
     )  # fmt: skip
     return pipeline

@@ -22,7 +22,7 @@ import calendar
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -51,18 +51,12 @@ _ISO = re.compile(
     r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?\s*"
     r"(Z|z|[+-]\d{2}(?::?\d{2})?)?\s*$"
 )
-_KINDS = {
-    "INTERNAL": SpanKind.INTERNAL,
-    "SERVER": SpanKind.SERVER,
-    "CLIENT": SpanKind.CLIENT,
-    "PRODUCER": SpanKind.PRODUCER,
-    "CONSUMER": SpanKind.CONSUMER,
-}
-# OTLP's numbering: 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
-_KIND_NUMBERS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT, 4: SpanKind.PRODUCER,
-                 5: SpanKind.CONSUMER}  # fmt: skip
-_STATUSES = {"UNSET": StatusCode.UNSET, "OK": StatusCode.OK, "ERROR": StatusCode.ERROR}
-_STATUS_NUMBERS = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
+_KINDS = {kind.name: kind for kind in SpanKind}
+# OTLP numbers kinds 1 (internal) to 5 (consumer), 0 being unspecified; the SDK's enum counts from 0.
+_KIND_NUMBERS = {kind.value + 1: kind for kind in SpanKind}
+_STATUSES = {code.name: code for code in StatusCode}
+_STATUS_NUMBERS = {code.value: code for code in StatusCode}  # OTLP's numbers (unset, ok, error)
+EnumT = TypeVar("EnumT", SpanKind, StatusCode)
 
 
 # -- columns -------------------------------------------------------------------------------------
@@ -120,25 +114,23 @@ def row_duration_ns(value: Any) -> int:
     return 0
 
 
-def _enum_name(value: str, prefix: str) -> str:
-    return value.strip().upper().removeprefix(prefix)
+def _parse_enum(
+    value: Any, names: Mapping[str, EnumT], numbers: Mapping[int, EnumT], prefix: str, default: EnumT
+) -> EnumT:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return numbers.get(value, default)
+    if isinstance(value, str):
+        return names.get(value.strip().upper().removeprefix(prefix), default)
+    return default
 
 
 def parse_kind(value: Any) -> SpanKind:
     """The SDK has no "unspecified" kind; such spans (and unknown kinds) are sent as INTERNAL."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _KIND_NUMBERS.get(value, SpanKind.INTERNAL)
-    if isinstance(value, str):
-        return _KINDS.get(_enum_name(value, "SPAN_KIND_"), SpanKind.INTERNAL)
-    return SpanKind.INTERNAL
+    return _parse_enum(value, _KINDS, _KIND_NUMBERS, "SPAN_KIND_", SpanKind.INTERNAL)
 
 
 def parse_status(value: Any) -> StatusCode:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _STATUS_NUMBERS.get(value, StatusCode.UNSET)
-    if isinstance(value, str):
-        return _STATUSES.get(_enum_name(value, "STATUS_CODE_"), StatusCode.UNSET)
-    return StatusCode.UNSET
+    return _parse_enum(value, _STATUSES, _STATUS_NUMBERS, "STATUS_CODE_", StatusCode.UNSET)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

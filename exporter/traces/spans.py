@@ -47,10 +47,6 @@ def hex_id(value: Any, width: int) -> int | None:
     return number or None
 
 
-def trace_id_hex(value: int) -> str:
-    return f"{value:032x}"
-
-
 def span_id_hex(value: int) -> str:
     return f"{value:016x}"
 
