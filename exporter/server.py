@@ -159,7 +159,10 @@ class HttpServer:
         except OSError as exc:
             raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._server.ssl_context = ssl_context
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        # serve_forever checks for shutdown this often: stopping waits for it, wakeups cost little.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
+        )
 
     @property
     def port(self) -> int:

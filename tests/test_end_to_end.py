@@ -45,10 +45,10 @@ def test_counts_equal_ground_truth_through_faults(faulty_sim: Simulator, tmp_pat
         env={"LETTA_BASE_URL": sim.base_url, "LETTA_API_KEY": API_KEY},
     ).start()
     try:
-        sim.set_rate(25)
-        time.sleep(2.0)
+        sim.set_rate(40)
+        time.sleep(1.5)
         sim.add_stuck(2)
-        time.sleep(4.0)
+        time.sleep(2.5)
         live = exporter.scrape()
         assert select(live, "letta_active_runs", ("status",)).get(("running",), 0) >= 2
         sim.set_rate(0)
@@ -125,7 +125,7 @@ def test_readyz_waits_for_the_first_successful_poll(tmp_path) -> None:
     )
     try:
         exporter.start(wait_until="/healthz")
-        time.sleep(1.5)  # several failed polls
+        time.sleep(1.0)  # several failed polls
         assert httpx.get(exporter.url + "/readyz").status_code == 503
         samples = exporter.scrape()
         assert samples[("letta_exporter_up", ())] == 0

@@ -105,7 +105,7 @@ class _ClosingHandler(BaseHTTPRequestHandler):
 
 def test_a_pooled_connection_the_server_closed_is_not_reused() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosingHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     observed = Requests()
 
