@@ -50,9 +50,9 @@ class Exporter:
     poller: Poller
     enricher: Enricher
     exposition: Exposition
+    render: Callable[[], Awaitable[bool]]  # starts a rendering of /metrics when one is due
     save_state: Callable[[], Awaitable[None]] | None = None
     traces: TracePipeline | None = None
-    render: Callable[[], Awaitable[bool]] | None = None
 
 
 def build_exporter(settings: Settings) -> Exporter:
@@ -130,11 +130,6 @@ def build_exporter(settings: Settings) -> Exporter:
     registry.register(served)
     registry.register(metrics.totals_collector)
     exposition = Exposition(served, extra=TotalsText(metrics.totals).render)
-    exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition,
-                        traces=traces)  # fmt: skip
-    if settings.state_file is not None:
-        exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
-
     rendering: list[asyncio.Task[object]] = []  # at most one render at a time, never awaited by a tick
 
     async def render() -> bool:
@@ -146,8 +141,11 @@ def build_exporter(settings: Settings) -> Exporter:
         rendering[:] = [asyncio.create_task(asyncio.to_thread(exposition.refresh))]
         return True
 
+    exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition, render,
+                        traces=traces)  # fmt: skip
+    if settings.state_file is not None:
+        exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
     poller.after_tick.append(render)  # after the state save: what is served has been persisted
-    exporter.render = render
     return exporter
 
 
@@ -277,7 +275,6 @@ async def _render_often(exporter: Exporter, every: float = 0.1, cheap: float = 0
     """Between polls, re-render /metrics when runs were recorded and a rendering is cheap; a big
     registry (thousands of agents) keeps to one rendering per poll, since each holds the GIL."""
     totals, render, exposition = exporter.metrics.totals, exporter.render, exporter.exposition
-    assert render is not None
     rendered = totals.version
     while True:
         await asyncio.sleep(every)

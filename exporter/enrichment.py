@@ -180,7 +180,10 @@ class Enricher:
             # Listed finished before Letta wrote its duration, or before its spans reached trace
             # storage (written in batches): look again in a moment.
             metrics_late = options.run_metrics and not has_settled(entry.run, enrichment)
-            trace_late = not self._trace_complete(enrichment)
+            # Only an exported trace waits for stragglers; the TTFT fallback takes what is there.
+            trace_late = self.traces is not None and not trace_settled(
+                enrichment.trace_rows, enrichment.steps
+            )
             if metrics_late or trace_late:
                 entry.settle_checks += 1
                 if metrics_late:
@@ -215,10 +218,6 @@ class Enricher:
             wanted = any(step.trace_id for step in steps) if steps is not None else not self.options.steps
         # Until /trace has answered once, one run asks and the others wait for its answer.
         return await self.trace_availability.claim_soon() if wanted else Claim.SKIP
-
-    def _trace_complete(self, enrichment: Enrichment) -> bool:
-        """Only an exported trace waits for stragglers; the TTFT fallback takes what is there."""
-        return self.traces is None or trace_settled(enrichment.trace_rows, enrichment.steps)
 
     async def _read_trace(self, run_id: str) -> list[dict[str, Any]] | None:
         """The run's /trace rows; ``None`` when Letta has no trace storage (501, which is not a

@@ -102,7 +102,9 @@ class LiveCollector(Collector):
         active = GaugeMetricFamily(
             "letta_active_runs", "Runs in flight (created or running) at the last poll.", labels=labels
         )
-        counts = dict.fromkeys(self._zero_keys(), 0) | state.active
+        # Every (agent, status) pair reads 0 when nothing is in flight for it.
+        agents = self.known_agents.copy() if self.agent_label else {""}  # copy: the poller adds to it
+        counts = {(agent, status): 0 for agent in agents for status in ACTIVE_STATUSES} | state.active
         for (agent, status), count in sorted(counts.items()):
             active.add_metric([agent, status] if self.agent_label else [status], count)
         yield active
@@ -123,11 +125,6 @@ class LiveCollector(Collector):
         up = GaugeMetricFamily("letta_exporter_up", "1 when the last poll reached Letta, else 0.")
         up.add_metric([], 1 if state.exporter_up else 0)
         yield up
-
-    def _zero_keys(self) -> list[tuple[str, str]]:
-        """(agent, status) pairs shown at 0 when nothing is in flight for them."""
-        agents = self.known_agents.copy() if self.agent_label else {""}  # copy: the poller adds to it
-        return [(agent, status) for agent in agents for status in ACTIVE_STATUSES]
 
 
 class ExporterMetrics:

@@ -154,10 +154,8 @@ def compute_outcome(run: Run, enrichment: Enrichment) -> RunOutcome:
     if enrichment.usage is not None:
         run_tokens = _usage_tokens(enrichment.usage)
 
-    tools: Counter[str] = Counter()
-    if run_metrics is not None and run_metrics.tools_used:
-        for tool in run_metrics.tools_used:
-            tools[free_label(tool)] += 1
+    tools_used = run_metrics.tools_used if run_metrics is not None else None
+    tools = Counter(free_label(tool) for tool in tools_used or ())
 
     return RunOutcome(
         run_id=run.id,

@@ -94,14 +94,13 @@ class Poller:
         try:
             await phase()
             return True
-        except LettaError as exc:
-            self.metrics.poll_errors.labels(name).inc()
-            log.debug("poll phase %s failed: %s", name, exc)
-            self._failure = self._failure or exc
         except Exception as exc:
             self.metrics.poll_errors.labels(name).inc()
-            log.exception("poll phase %s failed unexpectedly", name)  # a bug: the traceback is the report
             self._failure = self._failure or exc
+            if isinstance(exc, LettaError):
+                log.debug("poll phase %s failed: %s", name, exc)
+            else:
+                log.exception("poll phase %s failed unexpectedly", name)  # a bug: the traceback is the report
         return False
 
     def _report(self, reached: bool) -> None:

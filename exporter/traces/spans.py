@@ -97,35 +97,21 @@ class AttributePolicy:
     """Which attribute keys leave the exporter, and how much of them.
 
     ``deny`` and ``allow`` are glob patterns (``*``, ``?``) over attribute keys; an allow pattern
-    (written ``!pattern`` in the setting) wins over a deny pattern. The limits are the OTel SDK's
-    span limits; ``None`` means unlimited."""
+    (written ``!pattern`` in the setting) wins over a deny pattern. The count limits are the OTel
+    SDK's span limits, as it reads them from ``OTEL_*_COUNT_LIMIT``; ``None`` means unlimited."""
 
     deny: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
     max_value_length: int | None = DEFAULT_VALUE_LENGTH
-    max_span_attributes: int | None = 128
-    max_event_attributes: int | None = 128
-    max_link_attributes: int | None = 128
-    max_events: int | None = 128
-    max_links: int | None = 128
+    limits: SpanLimits = field(default_factory=SpanLimits)
     _verdicts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, denylist: str, environ: Mapping[str, str] = os.environ) -> AttributePolicy:
         """The deny list from the setting, limits from the standard ``OTEL_*_LIMIT`` variables."""
         deny, allow = parse_denylist(denylist)
-        limits = SpanLimits()  # reads OTEL_ATTRIBUTE_COUNT_LIMIT, OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, ...
         explicit, length = _env_int(VALUE_LENGTH_ENV, environ)
-        return cls(
-            deny=deny,
-            allow=allow,
-            max_value_length=length if explicit else DEFAULT_VALUE_LENGTH,
-            max_span_attributes=limits.max_span_attributes,
-            max_event_attributes=limits.max_event_attributes,
-            max_link_attributes=limits.max_link_attributes,
-            max_events=limits.max_events,
-            max_links=limits.max_links,
-        )
+        return cls(deny=deny, allow=allow, max_value_length=length if explicit else DEFAULT_VALUE_LENGTH)
 
     def allowed(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
@@ -224,21 +210,22 @@ def build_span(
         if data.parent_id is not None
         else None
     )
+    limits = policy.limits
     events = BoundedList.from_seq(
-        policy.max_events,
+        limits.max_events,
         (
-            Event(event.name, policy.attributes(event.attributes.items(), policy.max_event_attributes),
+            Event(event.name, policy.attributes(event.attributes.items(), limits.max_event_attributes),
                   event.timestamp)
             for event in data.events
         ),
     )  # fmt: skip
     links = BoundedList.from_seq(
-        policy.max_links,
+        limits.max_links,
         (
             Link(
                 SpanContext(link.trace_id, link.span_id, is_remote=True, trace_flags=SAMPLED,
                             trace_state=_trace_state(link.trace_state)),
-                policy.attributes(link.attributes.items(), policy.max_link_attributes),
+                policy.attributes(link.attributes.items(), limits.max_link_attributes),
             )
             for link in data.links
         ),
@@ -251,7 +238,7 @@ def build_span(
         context=context,
         parent=parent,
         resource=resource,
-        attributes=policy.attributes(data.attributes.items(), policy.max_span_attributes),
+        attributes=policy.attributes(data.attributes.items(), limits.max_span_attributes),
         events=events,
         links=links,
         kind=data.kind,

@@ -52,14 +52,6 @@ def trace_id_for(run: Run, steps: Sequence[Step] | None) -> int:
     return derived_id(16, "trace", run.id)
 
 
-def root_span_id(run: Run) -> int:
-    return derived_id(8, "run", run.id)
-
-
-def step_span_id(run: Run, step: Step, index: int) -> int:
-    return derived_id(8, "step", run.id, step.id or f"#{index}")
-
-
 def epoch_ns(moment: datetime) -> int:
     # Integer arithmetic: a float round trip would move the microseconds.
     return (moment - EPOCH) // timedelta(microseconds=1) * 1000
@@ -107,7 +99,7 @@ def _step_span(
     return SpanData(
         name=STEP_SPAN,
         trace_id=trace_id,
-        span_id=step_span_id(run, step, index),
+        span_id=derived_id(8, "step", run.id, step.id or f"#{index}"),
         parent_id=parent,
         start=start,
         end=end,
@@ -127,7 +119,7 @@ def synthesise(
     start, end = window
     steps = list(steps or ())
     trace_id = trace_id_for(run, steps)
-    root_id = root_span_id(run)
+    root_id = derived_id(8, "run", run.id)
 
     attributes = {"gen_ai.operation.name": ROOT_SPAN, **_common(run), "letta.run.status": run.status}
     if run.agent_id:
