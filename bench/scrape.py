@@ -36,8 +36,10 @@ def count_series(registry: Any) -> int:
     return sum(len(family.samples) for family in registry.collect())
 
 
-def fill(series: int) -> tuple[Any, int, int]:
-    """A registry as build_exporter builds it, filled until it exposes at least ``series`` series."""
+def fill(series: int) -> tuple[Any, int, int, Any, Any]:
+    """A registry as build_exporter builds it, filled until it exposes at least ``series`` series;
+    also the exporter built (for its own /metrics rendering, where the tree has one) and a function
+    recording ``n`` more runs spread over the agents (what a poll adds between renderings)."""
     from bench.synthetic import Synthetic
     from exporter.app import build_exporter
     from exporter.config import Settings
@@ -78,7 +80,11 @@ def fill(series: int) -> tuple[Any, int, int]:
             raise SystemExit(f"{series} series need more than max_agents={metrics.agents.max_agents} agents")
         feed_agents(range(agents, agents + more))
         agents += more
-    return registry, have, agents
+
+    def feed(runs: int) -> None:
+        feed_agents(range(agents), runs_each=max(1, runs // agents))
+
+    return registry, have, agents, exporter, feed
 
 
 def serve(series: int, baseline_repeats: int) -> int:
@@ -87,7 +93,7 @@ def serve(series: int, baseline_repeats: int) -> int:
 
     from exporter.server import HttpServer, make_app
 
-    registry, have, agents = fill(series)
+    registry, have, agents, exporter, feed = fill(series)
     timings: list[float] = []
     output = b""
     for _ in range(baseline_repeats):
@@ -106,9 +112,13 @@ def serve(series: int, baseline_repeats: int) -> int:
     except ImportError:
         app = make_app(registry, lambda: True)
     else:
-        exposition = Exposition(registry)
+        # The tree's own rendering where it has one (run totals rendered incrementally), else one
+        # of the full registry. Each rendering follows 1,000 more runs, a poll's worth at 1,000/s.
+        exposition = getattr(exporter, "exposition", None) or Exposition(registry)
+        exposition.refresh()
         renders = []
         for _ in range(max(3, baseline_repeats // 5)):
+            feed(1000)
             started = time.perf_counter()
             exposition.refresh()
             renders.append(time.perf_counter() - started)
