@@ -91,6 +91,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="offered loads as rate:agents pairs, e.g. 10:10,1000:5000 (default: by mode)",
     )
+    parser.add_argument(
+        "--load-repeats", type=int, default=1,
+        help="measure each offered load this many times (exporter and bare loop in pairs, on fresh "
+        "simulators); the targets take the median of the paired ratios",
+    )  # fmt: skip
     parser.add_argument("--memory-runs", type=int, default=None, help="runs fed in the memory section")
     parser.add_argument(
         "--profile-level", default=None, help="rate:agents to profile at (default: the busiest level)"
@@ -154,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
             results["load"] = []
             for rate, agents in settings["levels"]:
                 config = load.LoadConfig(rate=rate, agents=int(agents), **settings["load"])
-                level = _section(
-                    f"load {rate:g} runs/s", results, lambda c=config: load.run(tree, workdir, c)
-                )
-                if level is not None:
-                    results["load"].append(level)
+                for repeat in range(args.load_repeats):
+                    name = f"load {rate:g} runs/s" + (f" #{repeat + 1}" if args.load_repeats > 1 else "")
+                    level = _section(name, results, lambda c=config: load.run(tree, workdir, c))
+                    if level is not None:
+                        results["load"].append(level)
             if args.profile:
                 rate, agents = settings["levels"][-1]
                 if args.profile_level:
