@@ -3,9 +3,8 @@
 Two reads a poll. ``discover`` pages the run list newest first down to the horizon (the newest run
 handled minus the overlap window), so runs that became visible late, with an older ``created_at``,
 are still found; ``track`` reads the active list for the live gauges and for runs that left it
-unseen. While the tracker's pending set has room to spare, a page's finished runs are admitted as
-the page is read; past half full, the rest are admitted oldest first, and when the set is full the
-rest stay in Letta: the watermark stops short of them, and a later poll reads them again.
+unseen. Finished runs are admitted to the tracker oldest first, and when its pending set is full
+the rest stay in Letta: the watermark stops short of them, and a later poll reads them again.
 """
 
 from __future__ import annotations
@@ -79,7 +78,6 @@ class Discovery:
         # after start-up count even when Letta was unreachable at first.
         count_from = self.started_at - self.options.backfill
         listed: list[tuple[float, Run]] = []  # newest first, down to the horizon
-        newest: float | None = None  # of the runs taken in page by page
         self.seen, self.agents = 0, set()
         try:
             async for page in self.client.iter_runs(page_size=self.options.page_size, known=tracker.is_known):
@@ -88,30 +86,17 @@ class Discovery:
                     anchor = created_ts(page[0])
                     if anchor is not None:
                         horizon = min(anchor - tracker.overlap, count_from)
-                rows, reached = self._take(page, horizon)
-                if rows and not listed and len(tracker.pending) + len(rows) <= tracker.capacity // 2:
-                    # Room to spare: the page's runs go to the workers now, not after the walk
-                    # through the overlap window below them (tens of pages at a few ms each).
-                    for created, run in reversed(rows):
-                        self._observe(run, created, first, count_from)
-                    page_newest = max(created for created, _ in rows)
-                    newest = page_newest if newest is None else max(newest, page_newest)
-                else:
-                    listed.extend(rows)
-                if reached:
+                if self._take(page, horizon, listed):
                     break
         except BaseException:
             # What was read still counts; the watermark stays, so the rest is read again next poll.
             self._admit_oldest_first(listed, first=first, count_from=count_from, advance=False)
             raise
-        handled = self._admit_oldest_first(listed, first=first, count_from=count_from, advance=True)
-        if tracker.deferred_since is None and newest is not None:
-            tracker.advance_watermark(max(newest, handled or newest))
+        self._admit_oldest_first(listed, first=first, count_from=count_from, advance=True)
         self.baselined = True
 
-    def _take(self, page: list[Run], horizon: float | None) -> tuple[list[tuple[float, Run]], bool]:
-        """The page's runs above the horizon, with their created_at; whether the horizon was reached."""
-        rows: list[tuple[float, Run]] = []
+    def _take(self, page: list[Run], horizon: float | None, listed: list[tuple[float, Run]]) -> bool:
+        """Add the page's runs above the horizon to ``listed``; whether the horizon was reached."""
         reached_horizon = False
         self.seen += len(page)
         for run in page:
@@ -124,26 +109,18 @@ class Discovery:
             elif horizon is not None and created < horizon:
                 reached_horizon = True
             else:
-                rows.append((created, run))
-        return rows, reached_horizon
-
-    def _observe(self, run: Run, created: float, first: bool, count_from: float) -> Seen:
-        seen = self.tracker.observe(run, count_terminal=not first or created >= count_from)
-        if seen is Seen.PENDING:
-            self.admit(run.id)
-        return seen
+                listed.append((created, run))
+        return reached_horizon
 
     def _admit_oldest_first(
         self, listed: list[tuple[float, Run]], *, first: bool, count_from: float, advance: bool
-    ) -> float | None:
-        """Take in ``listed`` oldest first until the pending set is full; the newest created_at
-        handled (the watermark advanced to it when ``advance``)."""
+    ) -> None:
         tracker = self.tracker
         handled: float | None = None
         tracker.deferred_since = None
         self._waiting = set()
         for index, (created, run) in enumerate(reversed(listed)):
-            seen = self._observe(run, created, first, count_from)
+            seen = tracker.observe(run, count_terminal=not first or created >= count_from)
             if seen is Seen.DEFERRED:
                 # Backpressure: this run and every newer one wait in Letta for a later poll.
                 finished = run.completed_at.timestamp() if run.completed_at is not None else created
@@ -151,10 +128,11 @@ class Discovery:
                 newer = listed[: len(listed) - index]  # this run and the ones listed before it
                 self._waiting = {r.id for _, r in newer if r.is_terminal and not tracker.is_known(r.id)}
                 break
+            if seen is Seen.PENDING:
+                self.admit(run.id)
             handled = created
         if advance and handled is not None:
             tracker.advance_watermark(handled)
-        return handled
 
     async def track(self) -> list[Run]:
         """Read the active set; return it (for the live gauges) after taking in runs that left it."""
