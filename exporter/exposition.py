@@ -1,10 +1,10 @@
 """The /metrics body, rendered once per poll instead of once per scrape.
 
 prometheus-client renders roughly 8 µs per sample: 100k series take most of a second, on every
-scrape, and every Prometheus replica scrapes. The numbers only change when a poll ends, so the
-poll renders them (off the event loop) and scrapes are served the stored bytes (gzipped once, for
-the first scrape that asks).
-A side effect worth having: a scrape always sees a whole poll's worth of changes, never half.
+scrape, and every Prometheus replica scrapes. The numbers change only as runs are recorded, so they
+are rendered (off the event loop) after each poll and, while a rendering is cheap, as runs are
+recorded between polls; scrapes are served the stored bytes (gzipped once, for the first scrape
+that asks). A scrape never sees a run half recorded: each run is recorded in one synchronous step.
 
 Rendering holds the GIL, so for very large registries it is also rationed: a render starts only
 once the time since the last one is at least ``1 / max_duty - 1`` times what that one took (with
@@ -49,10 +49,6 @@ class Rendered:
                 group, have = [], 0
         if group:
             yield b"".join(group)
-
-    @property
-    def text(self) -> bytes:
-        return b"".join(self.parts)
 
     @property
     def gzipped(self) -> bytes:
