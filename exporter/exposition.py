@@ -4,7 +4,8 @@ prometheus-client renders roughly 8 µs per sample: 100k series take most of a s
 scrape, and every Prometheus replica scrapes. The numbers change only as runs are recorded, so they
 are rendered (off the event loop) after each poll and, while a rendering is cheap, as runs are
 recorded between polls; scrapes are served the stored bytes (gzipped once, for the first scrape
-that asks). A scrape never sees a run half recorded: each run is recorded in one synchronous step.
+that asks). A rendering runs on a thread while the event loop records, so it can catch a run in one
+family and not yet in the next; the following rendering has it everywhere.
 
 Rendering holds the GIL, so for very large registries it is also rationed: a render starts only
 once the time since the last one is at least ``1 / max_duty - 1`` times what that one took (with
