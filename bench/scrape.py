@@ -50,7 +50,16 @@ def fill(series: int) -> tuple[Any, int, int, Any, Any]:
     max_agents = max(1000, series // 50)
     settings = Settings(base_url="http://127.0.0.1:9", agent_names=False, max_agents=max_agents)
     exporter = build_exporter(settings)
-    metrics, registry = exporter.metrics, exporter.registry
+    metrics = exporter.metrics
+    registry = getattr(exporter, "registry", None)
+    if registry is None:  # trees that render the run totals themselves: prometheus-client's reference
+        from prometheus_client import CollectorRegistry
+
+        from tests.support import TotalsCollector
+
+        registry = CollectorRegistry()
+        registry.register(metrics.registry)
+        registry.register(TotalsCollector(metrics.totals))
     synthetic = Synthetic(agents=metrics.agents.max_agents)
     created_us = int((time.time() - 3600) * 1e6)
     index = 0

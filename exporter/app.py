@@ -27,7 +27,6 @@ from exporter.names import NameLookup
 from exporter.poller import Poller
 from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
-from exporter.totals import TotalsText
 from exporter.traces.availability import TraceAvailability
 from exporter.traces.pipeline import TracePipeline, build_pipeline
 from exporter.tracker import RunTracker
@@ -43,7 +42,6 @@ TRACE_FLUSH_SECONDS = (0.2, 2.0)
 @dataclass
 class Exporter:
     settings: Settings
-    registry: CollectorRegistry
     metrics: ExporterMetrics
     client: LettaClient
     tracker: RunTracker
@@ -56,14 +54,11 @@ class Exporter:
 
 
 def build_exporter(settings: Settings) -> Exporter:
-    # /metrics renders the run-outcome totals straight from their data (many series, so fast), and
-    # everything else through prometheus-client; ``registry`` is all of it, for whoever collects.
-    served = CollectorRegistry()
+    registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
-        collector(registry=served)
+        collector(registry=registry)
     metrics = ExporterMetrics(
-        served,
-        register_totals=False,
+        registry,
         agent_label=settings.agent_label,
         max_agents=settings.max_agents,
         ttft_buckets=settings.ttft_buckets,
@@ -126,10 +121,7 @@ def build_exporter(settings: Settings) -> Exporter:
     activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
                     catch_up=settings.poll_interval / 2)  # fmt: skip
-    registry = CollectorRegistry()  # a registry is a collector too
-    registry.register(served)
-    registry.register(metrics.totals_collector)
-    exposition = Exposition(served, extra=TotalsText(metrics.totals).render)
+    exposition = metrics.exposition
     rendering: list[asyncio.Task[object]] = []  # at most one render at a time, never awaited by a tick
 
     async def render() -> bool:
@@ -141,7 +133,7 @@ def build_exporter(settings: Settings) -> Exporter:
         rendering[:] = [asyncio.create_task(asyncio.to_thread(exposition.refresh))]
         return True
 
-    exporter = Exporter(settings, registry, metrics, client, tracker, poller, enricher, exposition, render,
+    exporter = Exporter(settings, metrics, client, tracker, poller, enricher, exposition, render,
                         traces=traces)  # fmt: skip
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))

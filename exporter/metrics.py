@@ -1,22 +1,21 @@
-"""The metric contract (README "Metrics") on the exporter's own registry; recording a run outcome."""
+"""The metric contract (README "Metrics"): the exporter's metrics, how runs are recorded in them, and
+the rendering of them all that /metrics serves."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter as CounterOf
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.exposition import Exposition
 from exporter.labels import NONE, AgentLabeler, enum_label, free_label
 from exporter.letta.errors import FAILURE_REASONS
 from exporter.letta.models import ACTIVE_STATUSES, Run
 from exporter.outcome import TOKEN_TYPES, RunOutcome
-from exporter.totals import RunTotals, TotalsCollector
+from exporter.totals import RunTotals, TotalsText
 
 # vLLM's TTFT buckets (1 ms .. 2560 s); LLM first tokens range from tens of ms to minutes.
 DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
@@ -58,73 +57,8 @@ SPAN_RESULTS = ("success", "failure", "dropped")
 SAVE_RESULTS = ("success", "failure")
 
 
-@dataclass
-class LiveState:
-    """What the last tick saw in flight; the scrape computes ages from it, so they keep growing."""
-
-    active: dict[tuple[str, str], int] = field(default_factory=dict)
-    oldest_active_created_at: float | None = None
-    # When the longest-waiting finished run finished (admitted for enrichment, or left in Letta).
-    oldest_unrecorded_finished_at: float | None = None
-    agent_names: dict[str, str] = field(default_factory=dict)
-    tool_names: dict[str, str] = field(default_factory=dict)
-    exporter_up: bool = False
-
-
-def _names_info(name: str, key: str, label: str, names: dict[str, str]) -> GaugeMetricFamily:
-    info = GaugeMetricFamily(
-        name, f"Names, always 1; join with * on({key}) group_left({label}).", labels=[key, label]
-    )
-    for ident, value in sorted(names.items()):
-        info.add_metric([ident, value], 1)
-    return info
-
-
-def _age(name: str, help: str, since: float | None) -> GaugeMetricFamily:
-    age = GaugeMetricFamily(name, help)
-    age.add_metric([], max(0.0, time.time() - since) if since is not None else 0.0)
-    return age
-
-
-class LiveCollector(Collector):
-    """Rebuilt from ``LiveState`` on each scrape, so series for agents that went quiet disappear
-    (bar ``letta_active_runs``, which reads 0 for every agent counted, like ``letta_runs_total``)."""
-
-    def __init__(self, agent_label: bool, known_agents: set[str]) -> None:
-        self.state = LiveState()
-        self.agent_label = agent_label
-        # Agents with letta_runs_total series: each gets a letta_active_runs series per status too.
-        self.known_agents = known_agents
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        state = self.state
-        labels = ["agent_id", "status"] if self.agent_label else ["status"]
-        active = GaugeMetricFamily(
-            "letta_active_runs", "Runs in flight (created or running) at the last poll.", labels=labels
-        )
-        # Every (agent, status) pair reads 0 when nothing is in flight for it.
-        agents = self.known_agents.copy() if self.agent_label else {""}  # copy: the poller adds to it
-        counts = {(agent, status): 0 for agent in agents for status in ACTIVE_STATUSES} | state.active
-        for (agent, status), count in sorted(counts.items()):
-            active.add_metric([agent, status] if self.agent_label else [status], count)
-        yield active
-        yield _age(
-            "letta_active_run_max_age_seconds",
-            "Age of the oldest run still in flight (0 when none): a growing value means a stuck run.",
-            state.oldest_active_created_at,
-        )
-        yield _age(
-            "letta_exporter_oldest_unrecorded_run_age_seconds",
-            "Time since the longest-waiting finished run finished, while it is not yet recorded (0 "
-            "when none waits): growing means the exporter is falling behind Letta.",
-            state.oldest_unrecorded_finished_at,
-        )
-        yield _names_info("letta_agent_info", "agent_id", "agent_name", state.agent_names)
-        yield _names_info("letta_tool_info", "tool", "tool_name", state.tool_names)
-
-        up = GaugeMetricFamily("letta_exporter_up", "1 when the last poll reached Letta, else 0.")
-        up.add_metric([], 1 if state.exporter_up else 0)
-        yield up
+def _age(since: float | None) -> float:
+    return max(0.0, time.time() - since) if since is not None else 0.0
 
 
 class ExporterMetrics:
@@ -136,7 +70,6 @@ class ExporterMetrics:
         max_agents: int = 1000,
         ttft_buckets: Sequence[float] = DEFAULT_TTFT_BUCKETS,
         duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
-        register_totals: bool = True,
     ) -> None:
         # Series per run outcome already cost enough; the _created twins would double them for
         # nothing. prometheus-client keeps this switch process-wide.
@@ -149,12 +82,38 @@ class ExporterMetrics:
             {"ttft": tuple(ttft_buckets), "duration": tuple(duration_buckets), "steps": DEFAULT_STEP_BUCKETS},
             agent_label=agent_label,
         )
-        self.totals_collector = TotalsCollector(self.totals)
-        if register_totals:
-            registry.register(self.totals_collector)
+        self.exposition = Exposition(registry, extra=TotalsText(self.totals).render)
 
-        self.live = LiveCollector(agent_label, self._initialised_agents)
-        registry.register(self.live)
+        self.active_runs = Gauge(
+            "letta_active_runs", "Runs in flight (created or running) at the last poll.",
+            ["agent_id", "status"] if agent_label else ["status"], registry=registry,
+        )  # fmt: skip
+        self._active: CounterOf[tuple[str, ...]] = CounterOf()
+        # Set by each poll; the scrape computes the ages from them, so they keep growing.
+        self.oldest_active_created_at: float | None = None
+        # When the longest-waiting finished run finished (admitted for enrichment, or left in Letta).
+        self.oldest_unrecorded_finished_at: float | None = None
+        self.active_max_age = Gauge(
+            "letta_active_run_max_age_seconds",
+            "Age of the oldest run still in flight (0 when none): a growing value means a stuck run.",
+            registry=registry,
+        )
+        self.active_max_age.set_function(lambda: _age(self.oldest_active_created_at))
+        self.unrecorded_age = Gauge(
+            "letta_exporter_oldest_unrecorded_run_age_seconds",
+            "Time since the longest-waiting finished run finished, while it is not yet recorded (0 "
+            "when none waits): growing means the exporter is falling behind Letta.", registry=registry,
+        )  # fmt: skip
+        self.unrecorded_age.set_function(lambda: _age(self.oldest_unrecorded_finished_at))
+        self.agent_info = Info(
+            "letta_agent", "Names, always 1; join with * on(agent_id) group_left(agent_name).",
+            ["agent_id"], registry=registry,
+        )  # fmt: skip
+        self.tool_info = Info(
+            "letta_tool", "Names, always 1; join with * on(tool) group_left(tool_name).", ["tool"],
+            registry=registry,
+        )  # fmt: skip
+        self.up = Gauge("letta_exporter_up", "1 when the last poll reached Letta, else 0.", registry=registry)
         self.build_info = Info("letta_exporter_build", "Exporter build.", registry=registry)
         self.build_info.info({"version": __version__})
         self.api_requests = Counter(
@@ -274,6 +233,8 @@ class ExporterMetrics:
             self.totals.touch("letta_runs", (*agent, status, reason))
         for token_type in TOKEN_TYPES:
             self.totals.touch("letta_run_tokens", (*agent, token_type))
+        for status in ACTIVE_STATUSES:  # every agent counted reads 0 runs in flight, not nothing
+            self.active_runs.labels(*agent, status)
 
     def record(self, outcome: RunOutcome) -> None:
         """Record one finished run. Synchronous and exception-free by construction: called once."""
@@ -281,16 +242,19 @@ class ExporterMetrics:
 
     def set_active(self, runs: Iterable[Run]) -> None:
         """The runs in flight now, for letta_active_runs and the age of the oldest."""
-        counts: CounterOf[tuple[str, str]] = CounterOf()
+        counts: CounterOf[tuple[str, ...]] = CounterOf()
         oldest: float | None = None
         for run in runs:
-            agent = self.agent(run.agent_id)
-            counts[(agent[0] if agent else "", enum_label(run.status))] += 1
+            counts[(*self.agent(run.agent_id), enum_label(run.status))] += 1
             if run.created_at is not None:
                 created = run.created_at.timestamp()
                 oldest = created if oldest is None else min(oldest, created)
-        self.live.state.active = dict(counts)
-        self.live.state.oldest_active_created_at = oldest
+        for labels in self._active.keys() - counts.keys():
+            self.active_runs.labels(*labels).set(0)
+        for labels, count in counts.items():
+            self.active_runs.labels(*labels).set(count)
+        self._active = counts
+        self.oldest_active_created_at = oldest
 
     def observe_request(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()
@@ -308,14 +272,13 @@ class ExporterMetrics:
         self.list_cursors.labels(*labels).set(1)
 
     def set_agent_names(self, names: dict[str, str]) -> None:
-        self.live.state.agent_names = {
-            agent_id: free_label(name)
-            for agent_id, name in names.items()
-            if self.agents.is_admitted(agent_id)
-        }
+        for agent_id, name in names.items():
+            if self.agents.is_admitted(agent_id):
+                self.agent_info.labels(agent_id).info({"agent_name": free_label(name)})
 
     def set_tool_names(self, names: dict[str, str]) -> None:
-        self.live.state.tool_names = {tool: free_label(name) for tool, name in names.items()}
+        for tool, name in names.items():
+            self.tool_info.labels(tool).info({"tool_name": free_label(name)})
 
     def tools_used(self) -> list[str]:
         """Tool label values recorded so far (IDs, as Letta's run metrics report them)."""

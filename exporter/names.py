@@ -28,8 +28,8 @@ CONCURRENCY = 4
 
 
 class NameLookup:
-    """Names for the IDs ``ids()`` gives, read with ``fetch(id)`` (an object with a ``name``) and
-    handed whole to ``publish`` after each round."""
+    """Names for the IDs ``ids()`` gives, read with ``fetch(id)`` (an object with a ``name``); each
+    round's names are handed to ``publish``."""
 
     def __init__(
         self,
@@ -46,7 +46,6 @@ class NameLookup:
         self.publish = publish
         self.calls = calls
         self._calls_before = 0
-        self._names: dict[str, str] = {}
         self._checked: dict[str, float] = {}
         self._semaphore = asyncio.Semaphore(CONCURRENCY)
 
@@ -59,8 +58,8 @@ class NameLookup:
         ][: self._allowance()]
         if not due:
             return
-        await asyncio.gather(*(self._look_up(item, now) for item in due))
-        self.publish(dict(self._names))
+        found = await asyncio.gather(*(self._look_up(item, now) for item in due))
+        self.publish({item: name for item, name in zip(due, found, strict=True) if name})
 
     def _allowance(self) -> int:
         made = self.calls()
@@ -68,16 +67,15 @@ class NameLookup:
         self._calls_before = made
         return max(1, min(PER_POLL, allowed))
 
-    async def _look_up(self, item: str, now: float) -> None:
+    async def _look_up(self, item: str, now: float) -> str | None:
         async with self._semaphore:
             try:
                 found = await self.fetch(item)
             except LettaNotFound:
                 self._checked[item] = now
-                return
+                return None
             except LettaError as exc:
                 log.debug("%s %s name lookup failed: %s", self.what, item, exc)
-                return
+                return None
         self._checked[item] = now
-        if found.name:
-            self._names[item] = found.name
+        return found.name

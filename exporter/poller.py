@@ -125,11 +125,11 @@ class Poller:
 
     def _publish(self, reached: bool) -> None:
         metrics, tracker = self.metrics, self.tracker
-        metrics.live.state.exporter_up = reached
+        metrics.up.set(1 if reached else 0)
         if reached:
             metrics.last_success.set(time.time())
             self.ready.set()
         metrics.tracked.set(tracker.size)
         metrics.pending.set(len(tracker.pending))
         metrics.enrichment_queue.set(self.enricher.depth)
-        metrics.live.state.oldest_unrecorded_finished_at = tracker.oldest_unrecorded()
+        metrics.oldest_unrecorded_finished_at = tracker.oldest_unrecorded()

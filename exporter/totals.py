@@ -1,11 +1,11 @@
 """What finished runs added up to, as plain data: counts and histograms per label set.
 
 One declared list, ``FAMILIES``, says which metric families the run outcomes make; the same list
-drives what ``/metrics`` shows (``TotalsCollector``), what the state file saves and restores
+drives what ``/metrics`` shows (``TotalsText``), what the state file saves and restores
 (``RunTotals.dump``/``load``), and the README's metric table (tests/test_readme.py). A family added
 here is exposed and persisted with nothing else to remember.
 
-Recording happens on the event loop; rendering ``/metrics`` happens on a thread. The collector
+Recording happens on the event loop; rendering ``/metrics`` happens on a thread. The renderer
 therefore reads copies of the dictionaries (``dict.copy`` is atomic under the GIL), and a histogram's
 count is derived from its buckets, so a scrape never shows a count its buckets do not add up to.
 """
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from exporter.outcome import RunOutcome
@@ -273,34 +271,3 @@ def _histogram_lines(
     out.append(f"{name}_count{braces} {floatToGoString(running)}\n")
     out.append(f"{name}_sum{braces} {floatToGoString(data.total)}\n")
     return "".join(out).encode()
-
-
-class TotalsCollector(Collector):
-    """``RunTotals`` as Prometheus metric families, built afresh on each collect."""
-
-    def __init__(self, totals: RunTotals) -> None:
-        self.totals = totals
-
-    def collect(self) -> Iterator[Metric]:
-        totals = self.totals
-        for family in FAMILIES:
-            labels = totals.labels_of(family)
-            if family.kind == "counter":
-                counter = CounterMetricFamily(family.name, family.help, labels=labels)
-                for key, value in sorted(totals.counters[family.name].copy().items()):
-                    counter.add_metric(key, value)
-                yield counter
-            else:
-                histogram = HistogramMetricFamily(family.name, family.help, labels=labels)
-                bounds = totals.buckets[family.buckets]
-                for key, data in sorted(totals.histograms[family.name].copy().items()):
-                    histogram.add_metric(key, _cumulative(bounds, data.counts[:]), data.total)
-                yield histogram
-
-
-def _cumulative(bounds: Sequence[float], counts: Iterable[int]) -> list[tuple[str, float]]:
-    running, out = 0, []
-    for bound, count in zip([*bounds, math.inf], counts, strict=True):
-        running += count
-        out.append((floatToGoString(bound), running))
-    return out

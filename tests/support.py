@@ -5,6 +5,8 @@ exporter process."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import os
 import shutil
 import socket
@@ -12,19 +14,23 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter.app import Exporter, build_exporter
 from exporter.config import Settings
 from exporter.labels import enum_label
+from exporter.metrics import ExporterMetrics
+from exporter.totals import FAMILIES, RunTotals
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -152,12 +158,14 @@ def parse_metrics(text: str) -> Samples:
     return samples
 
 
-def registry_samples(registry: CollectorRegistry) -> Samples:
-    samples: Samples = {}
-    for family in registry.collect():
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
+def served_text(source: Exporter | ExporterMetrics) -> str:
+    """What /metrics serves now (rendered afresh) for an exporter or its ``ExporterMetrics``."""
+    metrics = source.metrics if isinstance(source, Exporter) else source
+    return b"".join(metrics.exposition.refresh().parts).decode()
+
+
+def served_samples(source: Exporter | ExporterMetrics) -> Samples:
+    return parse_metrics(served_text(source))
 
 
 def select(samples: Samples, name: str, keys: tuple[str, ...]) -> dict[tuple[str, ...], float]:
@@ -292,7 +300,7 @@ async def settle(exporter: Exporter, sim, timeout: float = 20.0, expected: int |
     while time.monotonic() < deadline:
         await exporter.poller.tick()
         await exporter.enricher.join()
-        if runs_counted(registry_samples(exporter.registry)) >= target:
+        if runs_counted(served_samples(exporter)) >= target:
             await ticks(exporter, 1)  # one more: a second count would show up now
             return
         await asyncio.sleep(0.1)
@@ -305,3 +313,29 @@ async def poll_new_runs(exporter: Exporter, sim, count: int) -> None:
     await exporter.poller.tick()
     sim.burst(count)
     await settle(exporter, sim, expected=count)
+
+
+class TotalsCollector(Collector):
+    """The reference rendering of ``RunTotals``: prometheus-client's metric families, built afresh
+    on each collect. The exporter's own (``TotalsText``) must write exactly what this does."""
+
+    def __init__(self, totals: RunTotals) -> None:
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.totals
+        for family in FAMILIES:
+            labels = totals.labels_of(family)
+            if family.kind == "counter":
+                counter = CounterMetricFamily(family.name, family.help, labels=labels)
+                for key, value in sorted(totals.counters[family.name].items()):
+                    counter.add_metric(key, value)
+                yield counter
+            else:
+                histogram = HistogramMetricFamily(family.name, family.help, labels=labels)
+                bounds = [*totals.buckets[family.buckets], math.inf]
+                for key, data in sorted(totals.histograms[family.name].items()):
+                    cumulative = itertools.accumulate(data.counts)
+                    buckets = [(floatToGoString(b), c) for b, c in zip(bounds, cumulative, strict=True)]
+                    histogram.add_metric(key, buckets, data.total)
+                yield histogram

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from exporter.breaker import CircuitBreaker
-from tests.support import FakeClock, assert_matches_truth, make_exporter, registry_samples, settle
+from tests.support import FakeClock, assert_matches_truth, make_exporter, served_samples, settle
 
 
 def test_opens_after_threshold_and_pauses_grow_then_close() -> None:
@@ -39,7 +39,7 @@ def test_letta_outage_opens_the_circuit_and_counting_resumes_exactly_after(sim_f
         sim.faults.rate_500 = 1.0
         for _ in range(3):
             await exporter.poller.tick()
-        during = registry_samples(exporter.registry)
+        during = served_samples(exporter)
         requests_before = len(sim.requests)
         await exporter.poller.tick()  # skipped: the circuit is open
         skipped = len(sim.requests) == requests_before
@@ -52,7 +52,7 @@ def test_letta_outage_opens_the_circuit_and_counting_resumes_exactly_after(sim_f
     assert during[("letta_exporter_circuit_open", ())] == 1
     assert during[("letta_exporter_up", ())] == 0
     assert skipped
-    after = registry_samples(exporter.registry)
+    after = served_samples(exporter)
     assert after[("letta_exporter_circuit_open", ())] == 0
     assert after[("letta_exporter_up", ())] == 1
     assert_matches_truth(after, sim.truth())

@@ -17,7 +17,7 @@ from exporter.letta.errors import (
     LettaTransportError,
 )
 from exporter.metrics import ExporterMetrics
-from tests.support import free_port, registry_samples, select
+from tests.support import free_port, select, served_samples
 
 
 class Harness:
@@ -35,7 +35,7 @@ class Harness:
 
     def codes(self, endpoint: str = "list_runs") -> dict[str, float]:
         by_code = select(
-            registry_samples(self.registry), "letta_exporter_api_requests_total", ("endpoint", "code")
+            served_samples(self.metrics), "letta_exporter_api_requests_total", ("endpoint", "code")
         )
         return {code: v for (ep, code), v in by_code.items() if ep == endpoint}
 
@@ -90,7 +90,7 @@ def test_html_error_page_and_non_json_body_are_bounded_errors(sim_factory) -> No
     harness = Harness(sim.base_url, max_retries=1)
     with pytest.raises(LettaMalformedResponse):
         harness.call(lambda c: c.list_runs_page(limit=10))
-    samples = registry_samples(harness.registry)
+    samples = served_samples(harness.metrics)
     assert samples[("letta_exporter_api_malformed_responses_total", (("endpoint", "list_runs"),))] == 2
 
 

@@ -515,15 +515,16 @@ def test_no_dashboard_or_rule_sums_overlapping_token_types() -> None:
 
 
 def test_metric_names_are_ones_the_exporter_declares() -> None:
-    """Static twin of the live scrape check: dashboards and rules only name metrics the exporter's
-    registry declares (plus process_*, Prometheus' up and the listed later metrics)."""
+    """Static twin of the live scrape check: dashboards and rules only name metrics the exporter
+    serves (plus process_*, Prometheus' up and the listed later metrics)."""
     from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
 
     from exporter.metrics import ExporterMetrics
+    from tests.support import served_text
 
-    registry = CollectorRegistry()
-    ExporterMetrics(registry)
-    declared = exposed_names(registry.collect())
+    served = served_text(ExporterMetrics(CollectorRegistry()))
+    declared = exposed_names(text_string_to_metric_families(served))
     records = {name for name, _ in rule_exprs() if ":" in name}
     used = dashboard_metric_names()
     for rule, expr in rule_exprs():

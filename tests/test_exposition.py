@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from exporter.exposition import Exposition
 from exporter.server import HttpServer, make_app
-from exporter.totals import RunTotals, TotalsCollector, TotalsText
+from exporter.totals import RunTotals, TotalsText
+from tests.support import TotalsCollector
 from tests.test_totals import BUCKETS, outcome
 
 

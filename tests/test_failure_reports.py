@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.support import free_port, make_exporter, registry_samples, select
+from tests.support import free_port, make_exporter, select, served_samples
 
 
 def failed_poll_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -36,7 +36,7 @@ def test_a_refused_api_key_is_named_once_per_poll(sim_factory, caplog, key) -> N
         assert "LETTA_API_KEY" in line and sim.base_url in line and "HTTP 401" in line
         assert ("none is set" in line) == (key is None)
     assert all("wrong-key" not in r.getMessage() for r in caplog.records)  # the key itself never
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert samples[("letta_exporter_up", ())] == 0
     reasons = select(samples, "letta_exporter_poll_failures_total", ("reason",))
     assert reasons == {("unauthorized",): 2}
@@ -56,13 +56,13 @@ def test_an_unreachable_server_is_named_with_host_port_and_the_os_error(caplog) 
     assert len(lines) == 3, lines  # the fourth poll is skipped while the circuit is open
     assert all(f"cannot reach 127.0.0.1:{port}: Connection refused" in line for line in lines)
     assert "pausing polls" in lines[2]  # the third in a row opens the circuit, in the same line
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert select(samples, "letta_exporter_poll_failures_total", ("reason",)) == {("unreachable",): 3}
     assert samples[("letta_exporter_circuit_open", ())] == 1
 
 
 def test_every_failure_reason_is_exposed_at_zero_from_the_start(sim_factory) -> None:
     exporter = make_exporter(sim_factory())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     reasons = {labels for (name, labels) in samples if name == "letta_exporter_poll_failures_total"}
     assert {dict(labels)["reason"] for labels in reasons} >= {"unauthorized", "unreachable", "paging"}

@@ -16,7 +16,7 @@ import pytest
 from exporter.app import build_exporter
 from exporter.config import Settings
 from tests.hostile_server import HostileLetta, Reply, json_reply, run_json
-from tests.support import ExporterProcess, registry_samples, runs_counted, select, wait_for
+from tests.support import ExporterProcess, runs_counted, select, served_samples, wait_for
 
 MEMORY_BOUND_BYTES = 24 * 1024 * 1024
 
@@ -149,7 +149,7 @@ def test_hostile_reply_is_bounded_counted_and_polling_goes_on(case: Case) -> Non
     finally:
         server.stop()
 
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert samples[("letta_exporter_up", ())] == 1
     assert runs_counted(samples) == case.counted
     malformed = sum(select(samples, "letta_exporter_api_malformed_responses_total", ()).values())

@@ -8,10 +8,9 @@ import re
 
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.letta.models import ACTIVE_STATUSES
+from exporter.letta.models import ACTIVE_STATUSES, Run
 from exporter.metrics import (
     CALLBACK_OUTCOMES,
     ENRICHMENT_SOURCES,
@@ -22,7 +21,7 @@ from exporter.metrics import (
     SPAN_RESULTS,
     ExporterMetrics,
 )
-from tests.support import ROOT
+from tests.support import ROOT, served_text
 
 # Counter attribute on ExporterMetrics -> (exposed name, label, values pre-created at zero).
 KNOWN_IN_ADVANCE = {
@@ -39,7 +38,7 @@ KNOWN_IN_ADVANCE = {
 def scrape(metrics: ExporterMetrics) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """Sample name -> sorted label pairs -> value, as Prometheus would read them."""
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+    for family in text_string_to_metric_families(served_text(metrics)):
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
@@ -87,7 +86,7 @@ def test_active_runs_read_zero_per_status_for_every_agent_seen() -> None:
     assert scrape(metrics).get("letta_active_runs") is None  # no agent seen yet: nothing to label
     metrics.agent("agent-1")
     metrics.agent("agent-2")
-    metrics.live.state.active = {("agent-2", "running"): 3}
+    metrics.set_active([Run(id="run-1", status="running", agent_id="agent-2") for _ in range(3)])
     active = scrape(metrics)["letta_active_runs"]
     expected = {
         (("agent_id", agent), ("status", status)): 0.0
@@ -96,10 +95,12 @@ def test_active_runs_read_zero_per_status_for_every_agent_seen() -> None:
     }
     expected[(("agent_id", "agent-2"), ("status", "running"))] = 3.0
     assert active == expected
+    metrics.set_active([])  # they ended: back to 0, not gone
+    assert set(scrape(metrics)["letta_active_runs"].values()) == {0.0}
 
 
 def test_active_runs_without_the_agent_label_read_zero_per_status_from_the_start() -> None:
     metrics = ExporterMetrics(CollectorRegistry(), agent_label=False)
     assert scrape(metrics)["letta_active_runs"] == {(("status", s),): 0.0 for s in ACTIVE_STATUSES}
-    metrics.live.state.active = {("", "created"): 2}
+    metrics.set_active([Run(id=f"run-{n}", status="created") for n in range(2)])
     assert scrape(metrics)["letta_active_runs"][(("status", "created"),)] == 2.0

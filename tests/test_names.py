@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from exporter.names import NameLookup
 from exporter.simulator.runs import TOOL_NAMES
-from tests.support import make_exporter, poll_new_runs, registry_samples, run, select, ticks
+from tests.support import make_exporter, poll_new_runs, run, select, served_samples, ticks
 
 
 def counted_then_named(sim, runs: int) -> dict:
@@ -19,7 +19,7 @@ def counted_then_named(sim, runs: int) -> dict:
         await ticks(exporter, 25)  # a quiet exporter looks up one name a poll
         return exporter
 
-    return registry_samples(run(scenario()).registry)
+    return served_samples(run(scenario()))
 
 
 def test_tool_labels_stay_ids_and_letta_tool_info_names_them(sim_factory) -> None:

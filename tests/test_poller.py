@@ -17,10 +17,10 @@ from tests.support import (
     assert_matches_truth,
     make_exporter,
     poll_new_runs,
-    registry_samples,
     run,
     runs_counted,
     select,
+    served_samples,
     settle,
     ticks,
 )
@@ -38,7 +38,7 @@ def test_run_finishing_between_polls_is_counted_once(sim_factory) -> None:
         return exporter
 
     exporter = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert runs_counted(samples) == 1
     assert_matches_truth(samples, sim.truth())
 
@@ -53,7 +53,7 @@ def test_burst_larger_than_a_page_is_counted_exactly(sim_factory) -> None:
         return exporter
 
     exporter = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert runs_counted(samples) == 57
     assert_matches_truth(samples, sim.truth())
 
@@ -72,7 +72,7 @@ def test_runs_visible_late_with_older_created_at_are_not_missed(sim_factory) -> 
         return exporter
 
     exporter = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     truth = sim.truth()
     assert len(truth) > 50
     assert_matches_truth(samples, truth)
@@ -94,7 +94,7 @@ def test_without_the_overlap_window_late_runs_would_be_missed(sim_factory) -> No
         return exporter
 
     exporter = run(scenario())
-    assert runs_counted(registry_samples(exporter.registry)) < len(sim.truth())
+    assert runs_counted(served_samples(exporter)) < len(sim.truth())
 
 
 def test_late_metrics_are_waited_for_so_durations_are_exact(sim_factory) -> None:
@@ -110,7 +110,7 @@ def test_late_metrics_are_waited_for_so_durations_are_exact(sim_factory) -> None
         return exporter
 
     exporter = run(scenario())
-    assert_matches_truth(registry_samples(exporter.registry), sim.truth())
+    assert_matches_truth(served_samples(exporter), sim.truth())
 
 
 def test_stuck_runs_show_in_active_gauges_and_are_counted_when_they_end(sim_factory) -> None:
@@ -122,10 +122,10 @@ def test_stuck_runs_show_in_active_gauges_and_are_counted_when_they_end(sim_fact
         sim.add_stuck(2)
         await asyncio.sleep(0.3)
         await exporter.poller.tick()
-        first = registry_samples(exporter.registry)
+        first = served_samples(exporter)
         await asyncio.sleep(1.0)
         await exporter.poller.tick()
-        later = registry_samples(exporter.registry)
+        later = served_samples(exporter)
         sim.release_stuck()
         await settle(exporter, sim)
         return exporter, first, later
@@ -135,7 +135,7 @@ def test_stuck_runs_show_in_active_gauges_and_are_counted_when_they_end(sim_fact
     age_first = first[("letta_active_run_max_age_seconds", ())]
     age_later = later[("letta_active_run_max_age_seconds", ())]
     assert 0.2 < age_first < age_later
-    done = registry_samples(exporter.registry)
+    done = served_samples(exporter)
     assert select(done, "letta_active_runs", ("status",)) == {}
     assert done[("letta_active_run_max_age_seconds", ())] == 0
     assert runs_counted(done) == 2
@@ -154,7 +154,7 @@ def test_history_is_not_counted_by_default(sim_factory) -> None:
         return exporter
 
     exporter = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     new_runs = [r for r in sim.truth() if r.id not in history]
     assert len(new_runs) == 3
     assert runs_counted(samples) == 3
@@ -182,7 +182,7 @@ def test_backfill_counts_recent_history_once(sim_factory) -> None:
     started = exporter.poller.discovery.started_at  # "the last 10 minutes" counts from here
     recent = [r for r in sim.truth() if r.created_at.timestamp() >= started - 600]
     assert 0 < len(recent) < 40
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert runs_counted(samples) == len(recent)
     assert_matches_truth(samples, recent)
 
@@ -202,7 +202,7 @@ def test_a_deleted_in_flight_run_is_dropped_and_counted_as_lost(sim_factory) -> 
         return exporter, stuck
 
     exporter, stuck = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert stuck not in exporter.tracker.in_flight
     assert samples[("letta_exporter_runs_lost_total", (("reason", "deleted"),))] == 1
     assert runs_counted(samples) == 0
@@ -220,8 +220,8 @@ def test_a_fresh_exporter_on_the_same_server_does_not_recount(sim_factory) -> No
         return first, second
 
     first, second = run(scenario())
-    assert runs_counted(registry_samples(first.registry)) == 5
-    assert runs_counted(registry_samples(second.registry)) == 0
+    assert runs_counted(served_samples(first)) == 5
+    assert runs_counted(served_samples(second)) == 0
 
 
 @pytest.mark.integration  # long real-time run: the full run's, to keep plain pytest quick
@@ -241,7 +241,7 @@ def test_finalised_set_stays_bounded_over_a_long_run(sim_factory) -> None:
         return exporter, sizes
 
     exporter, sizes = run(scenario())
-    total = runs_counted(registry_samples(exporter.registry))
+    total = runs_counted(served_samples(exporter))
     assert total > 150
     # The dedupe set holds about (overlap + margin + tick) worth of runs, not the whole history.
     assert max(sizes[-5:]) < total / 2
@@ -262,7 +262,7 @@ def test_runs_created_after_start_count_even_when_the_first_polls_fail(sim_facto
         return exporter
 
     exporter = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert runs_counted(samples) == 3
 
 
@@ -279,14 +279,14 @@ def test_a_long_run_beyond_discoverys_reach_is_fetched_once_when_it_ends(sim_fac
         sim.burst(2)  # newer runs move the horizon past the long run
         await asyncio.sleep(0.5)  # the burst's runs end (the long run cannot: wait_idle would hang)
         await ticks(exporter, 4, pause=0.1)
-        assert runs_counted(registry_samples(exporter.registry)) == 2
+        assert runs_counted(served_samples(exporter)) == 2
         assert long_run in exporter.tracker.in_flight
         sim.release_stuck()
         await settle(exporter, sim)
         return exporter, long_run
 
     exporter, long_run = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert runs_counted(samples) == 3
     assert_matches_truth(samples, sim.truth())
     retrieves = [r for r in sim.requests if r.path.rstrip("/") == f"/v1/runs/{long_run}"]
@@ -306,7 +306,7 @@ def test_runs_seen_in_flight_cost_no_retrieve_when_discovery_sees_them_end(sim_f
         return exporter
 
     exporter = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert_matches_truth(samples, sim.truth())
     calls = select(samples, "letta_exporter_api_requests_total", ("endpoint",))
     assert calls.get(("retrieve_run",), 0) == 0, calls
@@ -339,7 +339,7 @@ def test_a_backlog_past_the_pending_bound_waits_in_letta_and_is_counted_exactly(
         waited = 0.0
         for _ in range(300):
             await exporter.poller.tick()
-            samples = registry_samples(exporter.registry)
+            samples = served_samples(exporter)
             waited = max(waited, samples[("letta_exporter_oldest_unrecorded_run_age_seconds", ())])
             if runs_counted(samples) == burst:
                 break
@@ -349,7 +349,7 @@ def test_a_backlog_past_the_pending_bound_waits_in_letta_and_is_counted_exactly(
         return exporter, max(sizes), waited
 
     exporter, peak, waited = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert peak == max_pending  # the bound held
     assert waited > 0  # and the wait showed
     assert runs_counted(samples) == burst
@@ -370,7 +370,7 @@ def test_a_burst_of_a_thousand_runs_between_two_polls_is_counted_exactly(sim_fac
         return exporter
 
     exporter = run(scenario())
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     assert runs_counted(samples) == 1000
     assert_matches_truth(samples, sim.truth())
 
@@ -394,13 +394,13 @@ def test_catching_up_five_thousand_runs_after_downtime_counts_each_once(sim_fact
         assert await asyncio.to_thread(sim.wait_idle, 60)
         second = make_exporter(sim, **lean)
         await ticks(second, 1)  # one poll reads all fifty pages, and takes in 2,000
-        after_one = runs_counted(registry_samples(second.registry))
+        after_one = runs_counted(served_samples(second))
         await ticks(second, 4)
         return second, after_one
 
     second, after_one_poll = run(scenario())
     assert after_one_poll == 20 + 2000
-    samples = registry_samples(second.registry)
+    samples = served_samples(second)
     expected = Counter()
     for truth in sim.truth():
         expected[(truth.agent_id, truth.status, enum_label(truth.stop_reason))] += 1
@@ -426,7 +426,7 @@ def test_runs_left_in_letta_by_backpressure_are_not_looked_up_one_by_one(sim_fac
         return exporter
 
     exporter = run(scenario())
-    assert runs_counted(registry_samples(exporter.registry)) == 20
+    assert runs_counted(served_samples(exporter)) == 20
     retrieved = [
         r.path for r in sim.requests if r.path.rstrip("/").count("/") == 3 and "/v1/runs/run-" in r.path
     ]

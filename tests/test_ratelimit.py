@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from exporter.letta.ratelimit import FLOOR, AdaptiveRateLimiter
-from tests.support import make_exporter, registry_samples, runs_counted, select, settle
+from tests.support import make_exporter, runs_counted, select, served_samples, settle
 
 
 class Clock:
@@ -80,7 +80,7 @@ def drain(sim, **settings: object) -> tuple[float, float, float]:
         await exporter.client.aclose()
         return exporter
 
-    samples = registry_samples(asyncio.run(scenario()).registry)
+    samples = served_samples(asyncio.run(scenario()))
     codes = select(samples, "letta_exporter_api_requests_total", ("code",))
     throttled = codes.pop(("429",), 0)
     assert samples[("letta_exporter_request_rate_limit", ())] <= settings.get("max_requests_per_second", 0)

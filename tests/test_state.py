@@ -14,8 +14,8 @@ from tests.support import (
     assert_matches_truth,
     make_exporter,
     poll_new_runs,
-    registry_samples,
     runs_counted,
+    served_samples,
     settle,
 )
 
@@ -49,7 +49,7 @@ def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_fa
         await asyncio.sleep(0.2)
         await first.poller.tick()
         assert set(stuck) <= set(first.tracker.in_flight)
-        before = runs_counted(registry_samples(first.registry))
+        before = runs_counted(served_samples(first))
         await first.client.aclose()
 
         # Down: new runs finish, and the runs that were in flight end too.
@@ -58,12 +58,12 @@ def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_fa
         assert await asyncio.to_thread(sim.wait_idle, 20)
 
         second = make_exporter(sim, state_file=state_file, page_size=10)
-        assert runs_counted(registry_samples(second.registry)) == before == 8
+        assert runs_counted(served_samples(second)) == before == 8
         await settle(second, sim)
         return second
 
     second = asyncio.run(scenario())
-    samples = registry_samples(second.registry)
+    samples = served_samples(second)
     assert runs_counted(samples) == 36
     assert_matches_truth(samples, sim.truth())
 
@@ -82,7 +82,7 @@ def test_crash_mid_tick_redoes_the_tick_without_double_counting(sim_factory, tmp
         first.poller.after_tick.clear()  # the process dies before this tick's state write
         for _ in range(4):
             await first.poller.tick()
-        assert runs_counted(registry_samples(first.registry)) == 9
+        assert runs_counted(served_samples(first)) == 9
         await first.client.aclose()
         assert json.loads(state_file.read_text()) == saved
 
@@ -91,7 +91,7 @@ def test_crash_mid_tick_redoes_the_tick_without_double_counting(sim_factory, tmp
         return second
 
     second = asyncio.run(scenario())
-    samples = registry_samples(second.registry)
+    samples = served_samples(second)
     assert runs_counted(samples) == 9
     assert_matches_truth(samples, sim.truth())
 
@@ -113,7 +113,7 @@ def test_unreadable_state_is_moved_aside_and_the_exporter_starts_fresh(
 
     async def scenario():
         exporter = make_exporter(sim, state_file=state_file)
-        samples = registry_samples(exporter.registry)
+        samples = served_samples(exporter)
         await exporter.poller.tick()
         await exporter.client.aclose()
         return samples
@@ -139,7 +139,7 @@ def test_changed_buckets_refuse_the_old_counts_whole(sim_factory, tmp_path) -> N
 
     asyncio.run(scenario())
     second = make_exporter(sim, state_file=state_file, duration_buckets="1,10")
-    samples = registry_samples(second.registry)
+    samples = served_samples(second)
     # Nothing half-loaded: no counts at all rather than counts without their histograms.
     assert runs_counted(samples) == 0
     assert samples[("letta_exporter_state_load_failures_total", ())] == 1
@@ -165,7 +165,7 @@ def test_a_version_1_file_is_read_into_the_current_layout(sim_factory, tmp_path)
     path.write_text(json.dumps(old))
     exporter = make_exporter(sim, state_file=path)
     assert exporter.tracker.in_flight == {"run-going": 1795369805.0}
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     labels = (("agent_id", agent), ("status", "completed"), ("stop_reason", "end_turn"))
     assert samples[("letta_runs_total", labels)] == 7
     duration = (("agent_id", agent), ("status", "completed"))

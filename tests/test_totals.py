@@ -7,7 +7,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.outcome import RunOutcome
-from exporter.totals import RunTotals, TotalsCollector, TotalsError, TotalsText
+from exporter.totals import RunTotals, TotalsError, TotalsText
+from tests.support import TotalsCollector
 
 BUCKETS = {"ttft": (0.1, 1.0, 2.5), "duration": (1.0, 10.0), "steps": (1, 2, 5)}
 

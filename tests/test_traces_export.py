@@ -37,10 +37,10 @@ from tests.support import (
     assert_matches_truth,
     make_exporter,
     poll_new_runs,
-    registry_samples,
     run,
     runs_counted,
     select,
+    served_samples,
     settle,
     ticks,
     wait_for,
@@ -124,7 +124,7 @@ def trace_requests(sim: Simulator) -> int:
 
 
 def span_results(exporter: Exporter) -> dict[str, float]:
-    samples = select(registry_samples(exporter.registry), "letta_exporter_spans_exported_total", ("result",))
+    samples = select(served_samples(exporter), "letta_exporter_spans_exported_total", ("result",))
     return {result: samples.get((result,), 0.0) for result in ("success", "failure", "dropped")}
 
 
@@ -294,7 +294,7 @@ def test_501_one_probe_then_synthesis_then_probes_again(
         assert root.attributes["letta.synthetic"] is True
         step_trace = next((s.trace_id for s in truth_run.steps if s.trace_id), None)
         assert root.trace_id == (step_trace or f"{derived_id(16, 'trace', truth_run.id):032x}")
-    assert_matches_truth(registry_samples(exporter.registry), truth)
+    assert_matches_truth(served_samples(exporter), truth)
 
 
 def test_without_export_trace_is_read_only_for_ttft_and_501_costs_one_call(
@@ -315,7 +315,7 @@ def test_ttft_falls_back_to_the_trace(sim_factory, otel, exporters) -> None:
     assert len(with_ttft) >= 5
     # Only runs missing ttft_ns whose steps name a trace cost a /trace read: here every traced run.
     assert trace_requests(sim) == len([r for r in truth if any(step.trace_id for step in r.steps)])
-    samples = registry_samples(exporter.registry)
+    samples = served_samples(exporter)
     observed = select(samples, "letta_run_ttft_seconds_count", ())
     assert observed == {(): len(with_ttft)}
     total = select(samples, "letta_run_ttft_seconds_sum", ())[()]
@@ -406,13 +406,13 @@ def test_collector_down_then_back(sim_factory, otel, receivers, exporters) -> No
         sim.burst(40)
         assert await asyncio.to_thread(sim.wait_idle, 20)
         deadline = time.monotonic() + 20
-        while runs_counted(registry_samples(exporter.registry)) < 40 and time.monotonic() < deadline:
+        while runs_counted(served_samples(exporter)) < 40 and time.monotonic() < deadline:
             started = time.monotonic()
             await exporter.poller.tick()
             assert time.monotonic() - started < 2.0, "a poll never waits on the collector"
             queued.append(exporter.traces.queued)
         # Polling and metrics carried on while nothing could be exported.
-        assert_matches_truth(registry_samples(exporter.registry), sim.truth())
+        assert_matches_truth(served_samples(exporter), sim.truth())
         await asyncio.to_thread(exporter.traces.flush, 15)
         down = span_results(exporter)
         assert down["success"] == 0 and down["failure"] > 0 and down["dropped"] > 0
