@@ -123,7 +123,11 @@ def serve(series: int, baseline_repeats: int) -> int:
     else:
         # The tree's own rendering where it has one (run totals rendered incrementally), else one
         # of the full registry. Each rendering follows 1,000 more runs, a poll's worth at 1,000/s.
-        exposition = getattr(exporter, "exposition", None) or Exposition(registry)
+        exposition = (
+            getattr(exporter, "exposition", None)
+            or getattr(exporter.metrics, "exposition", None)
+            or Exposition(registry)
+        )
         exposition.refresh()
         renders = []
         for _ in range(max(3, baseline_repeats // 5)):

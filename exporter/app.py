@@ -20,7 +20,6 @@ from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
 from exporter.discovery import Discovery, DiscoveryOptions
 from exporter.enrichment import Enricher, EnrichOptions
-from exporter.exposition import Exposition
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
 from exporter.names import NameLookup
@@ -47,8 +46,6 @@ class Exporter:
     tracker: RunTracker
     poller: Poller
     enricher: Enricher
-    exposition: Exposition
-    render: Callable[[], Awaitable[bool]]  # starts a rendering of /metrics when one is due
     save_state: Callable[[], Awaitable[None]] | None = None
     traces: TracePipeline | None = None
 
@@ -121,23 +118,11 @@ def build_exporter(settings: Settings) -> Exporter:
     activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
                     catch_up=settings.poll_interval / 2)  # fmt: skip
-    exposition = metrics.exposition
-    rendering: list[asyncio.Task[object]] = []  # at most one render at a time, never awaited by a tick
-
-    async def render() -> bool:
-        """Start a rendering unless one is under way or it is not due yet; whether it started."""
-        if rendering and not rendering[0].done():
-            return False
-        if not exposition.due():
-            return False
-        rendering[:] = [asyncio.create_task(asyncio.to_thread(exposition.refresh))]
-        return True
-
-    exporter = Exporter(settings, metrics, client, tracker, poller, enricher, exposition, render,
-                        traces=traces)  # fmt: skip
+    exporter = Exporter(settings, metrics, client, tracker, poller, enricher, traces=traces)
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
-    poller.after_tick.append(render)  # after the state save: what is served has been persisted
+    # After the state save: what is served has been persisted.
+    poller.after_tick.append(metrics.exposition.refresh_soon)
     return exporter
 
 
@@ -200,7 +185,7 @@ async def serve(settings: Settings, on_serving: Callable[[str], None] | None = N
     auth = BasicAuth(web.users) if web.users else None
     status = Status(settings.base_url, lambda: last_success(exporter.metrics))
     server = HttpServer(
-        make_app(exporter.exposition, poller.ready.is_set, auth, status),
+        make_app(exporter.metrics.exposition, poller.ready.is_set, auth, status),
         settings.listen_address,
         settings.port,
         ssl_context=web.ssl_context() if web.tls else None,
@@ -266,12 +251,12 @@ async def serve(settings: Settings, on_serving: Callable[[str], None] | None = N
 async def _render_often(exporter: Exporter, every: float = 0.1, cheap: float = 0.05) -> None:
     """Between polls, re-render /metrics when runs were recorded and a rendering is cheap; a big
     registry (thousands of agents) keeps to one rendering per poll, since each holds the GIL."""
-    totals, render, exposition = exporter.metrics.totals, exporter.render, exporter.exposition
+    totals, exposition = exporter.metrics.totals, exporter.metrics.exposition
     rendered = totals.version
     while True:
         await asyncio.sleep(every)
         version = totals.version
-        if version != rendered and exposition.last_took < cheap and await render():
+        if version != rendered and exposition.last_took < cheap and await exposition.refresh_soon():
             rendered = version
 
 

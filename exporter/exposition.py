@@ -16,6 +16,7 @@ here when the last rendering is kept, against 150 ms from scratch.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import zlib
@@ -74,6 +75,7 @@ class Exposition:
         self.extra = extra
         self.max_duty = max_duty
         self._rendered: Rendered | None = None
+        self._task: asyncio.Task[Rendered] | None = None
         self._lock = threading.Lock()
         self._rendering = threading.Lock()
         self._last_end = float("-inf")
@@ -87,6 +89,14 @@ class Exposition:
     def due(self) -> bool:
         rest = self._last_took * (1 / self.max_duty - 1)
         return time.monotonic() - self._last_end >= rest
+
+    async def refresh_soon(self) -> bool:
+        """Start a rendering on a thread unless one is under way or it is not due yet (never waited
+        for by a poll); whether it started."""
+        if (self._task is not None and not self._task.done()) or not self.due():
+            return False
+        self._task = asyncio.create_task(asyncio.to_thread(self.refresh))
+        return True
 
     def refresh(self) -> Rendered:
         """Render now (a worker thread's job: it takes a while for big registries)."""
