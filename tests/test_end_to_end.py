@@ -45,10 +45,10 @@ def test_counts_equal_ground_truth_through_faults(faulty_sim: Simulator, tmp_pat
         env={"LETTA_BASE_URL": sim.base_url, "LETTA_API_KEY": API_KEY},
     ).start()
     try:
-        sim.set_rate(40)
-        time.sleep(1.5)
+        sim.set_rate(60)
+        time.sleep(1.0)
         sim.add_stuck(2)
-        time.sleep(2.5)
+        time.sleep(1.5)
         live = exporter.scrape()
         assert select(live, "letta_active_runs", ("status",)).get(("running",), 0) >= 2
         sim.set_rate(0)

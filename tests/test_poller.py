@@ -65,8 +65,8 @@ def test_runs_visible_late_with_older_created_at_are_not_missed(sim_factory) -> 
     async def scenario():
         exporter = make_exporter(sim, discovery_overlap=3)
         await exporter.poller.tick()
-        sim.set_rate(40)
-        await ticks(exporter, 15, pause=0.2)
+        sim.set_rate(50)
+        await ticks(exporter, 10, pause=0.2)
         sim.set_rate(0)
         await settle(exporter, sim)
         return exporter
