@@ -217,7 +217,7 @@ class Enricher:
             steps = enrichment.steps
             wanted = any(step.trace_id for step in steps) if steps is not None else not self.options.steps
         # Until /trace has answered once, one run asks and the others wait for its answer.
-        return await self.trace_availability.claim_soon() if wanted else Claim.SKIP
+        return await self.trace_availability.claim() if wanted else Claim.SKIP
 
     async def _read_trace(self, run_id: str) -> list[dict[str, Any]] | None:
         """The run's /trace rows; ``None`` when Letta has no trace storage (501, which is not a
