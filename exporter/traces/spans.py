@@ -79,19 +79,6 @@ def _truncate(value: Any, limit: int | None) -> Any:
     return value
 
 
-def _env_int(names: Iterable[str], environ: Mapping[str, str]) -> tuple[bool, int | None]:
-    """(set?, value) of the first of ``names`` present in the environment."""
-    for name in names:
-        if name in environ:
-            raw = environ[name].strip()
-            if not raw:
-                return True, None
-            if not raw.isdigit():
-                raise ValueError(f"{name} must be a non-negative whole number, got {raw!r}")
-            return True, int(raw)
-    return False, None
-
-
 @dataclass(frozen=True)
 class AttributePolicy:
     """Which attribute keys leave the exporter, and how much of them.
@@ -107,11 +94,14 @@ class AttributePolicy:
     _verdicts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_settings(cls, denylist: str, environ: Mapping[str, str] = os.environ) -> AttributePolicy:
-        """The deny list from the setting, limits from the standard ``OTEL_*_LIMIT`` variables."""
+    def from_settings(cls, denylist: str) -> AttributePolicy:
+        """The deny list from the setting, limits from the standard ``OTEL_*_LIMIT`` variables as the
+        SDK reads them; but where no value-length variable is set, DEFAULT_VALUE_LENGTH."""
+        limits = SpanLimits()  # raises ValueError naming a variable that is not a whole number
+        explicit = any(name in os.environ for name in VALUE_LENGTH_ENV)
+        length = limits.max_span_attribute_length if explicit else DEFAULT_VALUE_LENGTH
         deny, allow = parse_denylist(denylist)
-        explicit, length = _env_int(VALUE_LENGTH_ENV, environ)
-        return cls(deny=deny, allow=allow, max_value_length=length if explicit else DEFAULT_VALUE_LENGTH)
+        return cls(deny, allow, length, limits)
 
     def allowed(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
