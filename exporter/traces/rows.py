@@ -39,7 +39,7 @@ from exporter.traces.spans import (
     attribute_value,
     build_span,
     hex_id,
-    span_id_hex,
+    steps_trace_id,
 )
 
 TTFT_SPAN = "time_to_first_token"
@@ -230,7 +230,7 @@ def reparent_orphans(spans: Sequence[SpanData]) -> None:
     present = {span.span_id for span in spans}
     for span in spans:
         if span.parent_id is not None and span.parent_id not in present and span is not root:
-            span.attributes[ORIGINAL_PARENT_ATTRIBUTE] = span_id_hex(span.parent_id)
+            span.attributes[ORIGINAL_PARENT_ATTRIBUTE] = f"{span.parent_id:016x}"
             span.parent_id = root.span_id
 
 
@@ -287,7 +287,7 @@ def trace_settled(rows: Sequence[Any] | None, steps: Sequence[Any] | None) -> bo
     if rows is None:
         return True
     if not rows:
-        return not any(hex_id(getattr(step, "trace_id", None), TRACE_ID_HEX) for step in steps or ())
+        return steps_trace_id(steps) is None
     return any(
         isinstance(row, Mapping)
         and hex_id(row.get("SpanId"), SPAN_ID_HEX) is not None

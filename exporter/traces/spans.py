@@ -47,8 +47,9 @@ def hex_id(value: Any, width: int) -> int | None:
     return number or None
 
 
-def span_id_hex(value: int) -> str:
-    return f"{value:016x}"
+def steps_trace_id(steps: Iterable[Any] | None) -> int | None:
+    """The trace ID a run's steps name, where Letta traced the run."""
+    return next(filter(None, (hex_id(step.trace_id, TRACE_ID_HEX) for step in steps or ())), None)
 
 
 def attribute_value(value: Any) -> Any:

@@ -26,7 +26,7 @@ from opentelemetry.trace import StatusCode
 from exporter import __version__
 from exporter.letta.models import Run, Step
 from exporter.traces.rows import TTFT_ATTRIBUTE, TTFT_EVENT
-from exporter.traces.spans import TRACE_ID_HEX, AttributePolicy, EventData, SpanData, build_span, hex_id
+from exporter.traces.spans import AttributePolicy, EventData, SpanData, build_span, steps_trace_id
 
 SERVICE_NAME = "letta-server"
 ROOT_SPAN = "invoke_agent"
@@ -42,14 +42,6 @@ def derived_id(nbytes: int, *parts: str) -> int:
     """A non-zero ID of ``nbytes`` bytes, the same for the same ``parts`` on every run and host."""
     digest = hashlib.sha256("\x1f".join(("letta-exporter", *parts)).encode()).digest()
     return int.from_bytes(digest[:nbytes], "big") or 1
-
-
-def trace_id_for(run: Run, steps: Sequence[Step] | None) -> int:
-    for step in steps or ():
-        trace_id = hex_id(step.trace_id, TRACE_ID_HEX)
-        if trace_id is not None:
-            return trace_id
-    return derived_id(16, "trace", run.id)
 
 
 def epoch_ns(moment: datetime) -> int:
@@ -118,7 +110,7 @@ def synthesise(
         return []
     start, end = window
     steps = list(steps or ())
-    trace_id = trace_id_for(run, steps)
+    trace_id = steps_trace_id(steps) or derived_id(16, "trace", run.id)
     root_id = derived_id(8, "run", run.id)
 
     attributes = {"gen_ai.operation.name": ROOT_SPAN, **_common(run), "letta.run.status": run.status}
