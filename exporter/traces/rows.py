@@ -22,6 +22,7 @@ import calendar
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any, TypeVar
 
 from opentelemetry.sdk.resources import Resource
@@ -49,13 +50,13 @@ ORIGINAL_PARENT_ATTRIBUTE = "letta.original_parent_span_id"
 
 _ISO = re.compile(
     r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?\s*"
-    r"(Z|z|[+-]\d{2}(?::?\d{2})?)?\s*$"
+    r"(?:[Zz]|([+-])(\d{2})(?::?(\d{2}))?)?\s*$"
 )
-_KINDS = {kind.name: kind for kind in SpanKind}
-# OTLP numbers kinds 1 (internal) to 5 (consumer), 0 being unspecified; the SDK's enum counts from 0.
-_KIND_NUMBERS = {kind.value + 1: kind for kind in SpanKind}
-_STATUSES = {code.name: code for code in StatusCode}
-_STATUS_NUMBERS = {code.value: code for code in StatusCode}  # OTLP's numbers (unset, ok, error)
+# By name and by OTLP number. OTLP numbers kinds 1 (internal) to 5 (consumer), 0 being unspecified;
+# the SDK's enum counts from 0. Status codes have OTLP's numbers (unset, ok, error).
+_KINDS = {kind.name: kind for kind in SpanKind} | {kind.value + 1: kind for kind in SpanKind}
+_STATUSES = {code.name: code for code in StatusCode} | {code.value: code for code in StatusCode}
+_EVENT_COLUMNS = ("Timestamp", "Name", "Attributes")
 EnumT = TypeVar("EnumT", SpanKind, StatusCode)
 
 
@@ -90,47 +91,37 @@ def parse_timestamp(value: Any) -> int | None:
     match = _ISO.match(text)
     if match is None:
         return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    year, month, day, hour, minute, second, fraction, sign, zone_hours, zone_minutes = match.groups()
     fields = (int(year), int(month), int(day), int(hour), int(minute), int(second))
     if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31 and fields[3] < 24 and fields[4] < 60):
         return None
     seconds = calendar.timegm((*fields, 0, 0, 0))
-    if zone and zone not in ("Z", "z"):
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = int(digits[:2]) * 3600 + (int(digits[2:4]) * 60 if len(digits) > 2 else 0)
-        seconds -= sign * offset
+    if sign:
+        offset = int(zone_hours) * 3600 + int(zone_minutes or 0) * 60
+        seconds += offset if sign == "-" else -offset
     return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
 
 
 def row_duration_ns(value: Any) -> int:
     """``Duration`` in nanoseconds: an integer, or its decimal text (ClickHouse quotes UInt64)."""
-    if isinstance(value, bool) or value is None:
-        return 0
-    if isinstance(value, int | float):
-        return max(0, int(value))
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return 0
+        value = int(value)
+    return max(0, int(value)) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
-def _parse_enum(
-    value: Any, names: Mapping[str, EnumT], numbers: Mapping[int, EnumT], prefix: str, default: EnumT
-) -> EnumT:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return numbers.get(value, default)
+def _parse_enum(value: Any, table: Mapping[str | int, EnumT], prefix: str, default: EnumT) -> EnumT:
     if isinstance(value, str):
-        return names.get(value.strip().upper().removeprefix(prefix), default)
-    return default
+        return table.get(value.strip().upper().removeprefix(prefix), default)
+    return table.get(value, default) if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def parse_kind(value: Any) -> SpanKind:
     """The SDK has no "unspecified" kind; such spans (and unknown kinds) are sent as INTERNAL."""
-    return _parse_enum(value, _KINDS, _KIND_NUMBERS, "SPAN_KIND_", SpanKind.INTERNAL)
+    return _parse_enum(value, _KINDS, "SPAN_KIND_", SpanKind.INTERNAL)
 
 
 def parse_status(value: Any) -> StatusCode:
-    return _parse_enum(value, _STATUSES, _STATUS_NUMBERS, "STATUS_CODE_", StatusCode.UNSET)
+    return _parse_enum(value, _STATUSES, "STATUS_CODE_", StatusCode.UNSET)
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -148,19 +139,13 @@ def _nested(row: Mapping[str, Any], name: str, columns: Sequence[str]) -> list[d
     if isinstance(whole, list):
         return [item for item in whole if isinstance(item, Mapping)]
     arrays = [row.get(f"{name}.{column}") for column in columns]
-    if not any(isinstance(array, list) for array in arrays):
-        return []
     lists = [array if isinstance(array, list) else [] for array in arrays]
-    length = max(len(array) for array in lists)
-    return [
-        {column: (array[i] if i < len(array) else None) for column, array in zip(columns, lists, strict=True)}
-        for i in range(length)
-    ]
+    return [dict(zip(columns, values, strict=True)) for values in zip_longest(*lists)]
 
 
 def _events(row: Mapping[str, Any]) -> list[EventData]:
     events = []
-    for record in _nested(row, "Events", ("Timestamp", "Name", "Attributes")):
+    for record in _nested(row, "Events", _EVENT_COLUMNS):
         timestamp = parse_timestamp(record.get("Timestamp"))
         if timestamp is None:
             continue
@@ -302,14 +287,14 @@ def ttft_ns_from_rows(rows: Iterable[Mapping[str, Any]]) -> int | None:
     for row in rows:
         if not isinstance(row, Mapping) or row.get("SpanName") != TTFT_SPAN:
             continue
-        for record in _nested(row, "Events", ("Timestamp", "Name", "Attributes")):
+        for record in _nested(row, "Events", _EVENT_COLUMNS):
             if record.get("Name") != TTFT_EVENT:
                 continue
             raw = _mapping(record.get("Attributes")).get(TTFT_ATTRIBUTE)
             try:
-                ms = float(raw) if not isinstance(raw, bool) else None
+                ms = float(raw)
             except (TypeError, ValueError):
-                ms = None
-            if ms is not None and 0 <= ms < 1e12:
+                continue
+            if not isinstance(raw, bool) and 0 <= ms < 1e12:
                 return round(ms * 1_000_000)
     return None
