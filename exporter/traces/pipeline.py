@@ -33,7 +33,7 @@ from exporter.traces.otlp_env import (
     otlp_protocol,
     tracing_enabled,
 )
-from exporter.traces.rows import RowConverter
+from exporter.traces.rows import convert_rows
 from exporter.traces.spans import AttributePolicy
 from exporter.traces.synth import synthesise
 
@@ -77,7 +77,7 @@ class TracePipeline:
         self.exporter = exporter
         self.counter = counter
         self.policy = policy or AttributePolicy.from_settings("")
-        self.converter = RowConverter(self.policy, reparent=reparent_orphans)
+        self.reparent_orphans = reparent_orphans
         self.synthesis = synthesis
         self.max_queue = max_queue
         self.on_malformed = on_malformed
@@ -94,7 +94,7 @@ class TracePipeline:
         """Letta's own spans where ``/trace`` gave some, else (when switched on) a synthesised trace."""
         rows = enrichment.trace_rows
         if rows:
-            spans, skipped = self.converter.convert(rows)
+            spans, skipped = convert_rows(rows, self.policy, reparent=self.reparent_orphans)
             if skipped:
                 log.debug("run %s: %d of %d trace rows could not be read", run.id, skipped, len(rows))
                 if self.on_malformed is not None:
