@@ -210,7 +210,7 @@ class Enricher:
         storage, bar the odd probe."""
         if not self.options.trace or enrichment.trace_rows is not None:
             return Claim.SKIP
-        wanted = self.traces is not None and self.traces.wants_rows
+        wanted = self.traces is not None  # trace export reads /trace for every run
         if not wanted and run.ttft_ns is None:
             # Steps name their trace when Letta traced the run (null on a server without tracing);
             # without steps to go by, only switching them off leaves /trace to ask.
