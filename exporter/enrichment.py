@@ -210,14 +210,14 @@ class Enricher:
         storage, bar the odd probe."""
         if not self.options.trace or enrichment.trace_rows is not None:
             return Claim.SKIP
-        wanted = self.traces is not None and self.traces.wants_rows
+        wanted = self.traces is not None  # trace export reads /trace for every run
         if not wanted and run.ttft_ns is None:
             # Steps name their trace when Letta traced the run (null on a server without tracing);
             # without steps to go by, only switching them off leaves /trace to ask.
             steps = enrichment.steps
             wanted = any(step.trace_id for step in steps) if steps is not None else not self.options.steps
         # Until /trace has answered once, one run asks and the others wait for its answer.
-        return await self.trace_availability.claim_soon() if wanted else Claim.SKIP
+        return await self.trace_availability.claim() if wanted else Claim.SKIP
 
     async def _read_trace(self, run_id: str) -> list[dict[str, Any]] | None:
         """The run's /trace rows; ``None`` when Letta has no trace storage (501, which is not a

@@ -14,7 +14,7 @@ from exporter.config import Settings
 from exporter.simulator import SimConfig, Simulator
 from exporter.traces.rows import (
     ORIGINAL_PARENT_ATTRIBUTE,
-    RowConverter,
+    convert_rows,
     parse_kind,
     parse_status,
     parse_timestamp,
@@ -63,7 +63,7 @@ def row(**columns: Any) -> dict[str, Any]:
 
 
 def convert(rows: list[dict[str, Any]], policy: AttributePolicy = OPEN, **kwargs: Any) -> list[ReadableSpan]:
-    spans, skipped = RowConverter(policy, **kwargs).convert(rows)
+    spans, skipped = convert_rows(rows, policy, **kwargs)
     assert skipped == 0
     return spans
 
@@ -166,7 +166,7 @@ def test_ids_of_either_case_and_empty_parents() -> None:
 
 def test_unreadable_rows_are_skipped_and_reported() -> None:
     rows = [row(), row(TraceId="xyz"), row(SpanId=""), row(Timestamp="yesterday"), "not a row"]
-    spans, skipped = RowConverter(OPEN).convert(rows)  # type: ignore[arg-type]
+    spans, skipped = convert_rows(rows, OPEN)
     assert (len(spans), skipped) == (1, 4)
 
 

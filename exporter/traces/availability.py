@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 class Claim(Enum):
     READ = "read"
     SKIP = "skip"  # no trace storage: go on without rows
-    WAIT = "wait"  # the first answer is still coming: ask again in a moment
 
 
 class TraceAvailability:
@@ -30,32 +29,18 @@ class TraceAvailability:
         self.clock: Callable[[], float] = time.monotonic
         self.available = True
         self._answered = False  # has /trace answered (rows or 501) at all yet?
-        self._asking = False  # a first read is under way
+        self._first_read: asyncio.Event | None = None  # the first read under way; set when it ends
         self._next_probe = 0.0
-        self._settled: asyncio.Event | None = None  # set when the first read ends, either way
 
-    async def claim_soon(self) -> Claim:
-        """``claim``, waiting out a first read under way instead of answering WAIT."""
-        while (claim := self.claim()) is Claim.WAIT:
-            if self._settled is None:
-                self._settled = asyncio.Event()
-            await self._settled.wait()
-        return claim
-
-    def _first_read_ended(self) -> None:
-        self._asking = False
-        if self._settled is not None:
-            self._settled.set()
-            self._settled = None
-
-    def claim(self) -> Claim:
-        """May this run read ``/trace`` now? While storage is unavailable, one caller per interval
-        may: it is the probe. Synchronous, so concurrent enrichments cannot both claim."""
-        if not self._answered:
-            if self._asking:
-                return Claim.WAIT
-            self._asking = True
-            return Claim.READ
+    async def claim(self) -> Claim:
+        """May this run read ``/trace`` now? Until it has answered once, one run asks and the others
+        wait for that read to end; while storage is unavailable, one caller per interval may: it is
+        the probe. Nothing is awaited between a check and its claim, so two runs cannot both claim."""
+        while not self._answered:
+            if self._first_read is None:
+                self._first_read = asyncio.Event()
+                return Claim.READ
+            await self._first_read.wait()
         if self.available:
             return Claim.READ
         now = self.clock()
@@ -63,6 +48,11 @@ class TraceAvailability:
             return Claim.SKIP
         self._next_probe = now + self.probe_interval
         return Claim.READ
+
+    def _first_read_ended(self) -> None:
+        if self._first_read is not None:
+            self._first_read.set()
+            self._first_read = None
 
     def unavailable(self, detail: str = "") -> None:
         """A 501: no trace storage. Logged when it starts, not for every probe after."""

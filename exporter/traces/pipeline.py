@@ -33,7 +33,7 @@ from exporter.traces.otlp_env import (
     otlp_protocol,
     tracing_enabled,
 )
-from exporter.traces.rows import RowConverter
+from exporter.traces.rows import convert_rows
 from exporter.traces.spans import AttributePolicy
 from exporter.traces.synth import synthesise
 
@@ -59,8 +59,6 @@ class TracePipeline:
     are abandoned uncounted (:217): both run on a thread waited on for the caller's timeout, and spans
     the exporter has not taken by then are counted dropped."""
 
-    wants_rows = True  # the poller reads /trace for every run while this is on
-
     def __init__(
         self,
         exporter: SpanExporter,
@@ -77,7 +75,7 @@ class TracePipeline:
         self.exporter = exporter
         self.counter = counter
         self.policy = policy or AttributePolicy.from_settings("")
-        self.converter = RowConverter(self.policy, reparent=reparent_orphans)
+        self.reparent_orphans = reparent_orphans
         self.synthesis = synthesis
         self.max_queue = max_queue
         self.on_malformed = on_malformed
@@ -90,26 +88,19 @@ class TracePipeline:
 
     # -- the poll loop's side ------------------------------------------------------------------
 
-    def spans_for(self, run: Run, enrichment: Enrichment) -> list[ReadableSpan]:
-        """Letta's own spans where ``/trace`` gave some, else (when switched on) a synthesised trace."""
-        rows = enrichment.trace_rows
-        if rows:
-            spans, skipped = self.converter.convert(rows)
+    def submit(self, run: Run, enrichment: Enrichment) -> bool:
+        """Queue the run's trace: Letta's own spans where ``/trace`` gave some, else (when switched on)
+        a synthesised one. Never raises and never blocks on the network: the run is already recorded,
+        and a trace that cannot be built or queued is logged and counted, not retried."""
+        rows = enrichment.trace_rows or []
+        try:
+            spans, skipped = convert_rows(rows, self.policy, reparent=self.reparent_orphans)
             if skipped:
                 log.debug("run %s: %d of %d trace rows could not be read", run.id, skipped, len(rows))
                 if self.on_malformed is not None:
                     self.on_malformed(skipped)
-            if spans:
-                return spans
-        if not self.synthesis:
-            return []
-        return synthesise(run, enrichment.steps, self.policy, ttft_ns=ttft_ns(run, enrichment))
-
-    def submit(self, run: Run, enrichment: Enrichment) -> bool:
-        """Queue the run's trace. Never raises and never blocks on the network: the run is already
-        recorded, and a trace that cannot be built or queued is logged and counted, not retried."""
-        try:
-            spans = self.spans_for(run, enrichment)
+            if not spans and self.synthesis:
+                spans = synthesise(run, enrichment.steps, self.policy, ttft_ns=ttft_ns(run, enrichment))
         except Exception:
             log.exception("could not build the trace of run %s", run.id)
             return False
@@ -120,7 +111,7 @@ class TracePipeline:
         if not spans:
             return True
         with self._lock:
-            admitted = not self._closed and self._handed - self._taken + len(spans) <= self.max_queue
+            admitted = not self._closed and self.queued + len(spans) <= self.max_queue
             if admitted:
                 self._handed += len(spans)
             elif not self._dropping:
@@ -172,7 +163,7 @@ class TracePipeline:
         _within(timeout, self.processor.shutdown)
         with self._lock:
             self._closed = True
-            left = self._handed - self._taken
+            left = self.queued
         if left:
             self.counter.labels("dropped").inc(left)
             log.warning("%d trace spans were still queued at shutdown and are lost", left)
@@ -182,16 +173,14 @@ class TracePipeline:
 
 
 class _Counting(SpanExporter):
-    """What the processor exports to: the pipeline, which counts and forwards each batch."""
+    """What the processor exports to: the pipeline, which counts and forwards each batch. Its
+    ``shutdown`` is the SDK's no-op: the pipeline shuts the OTLP exporter down, at the caller's deadline."""
 
     def __init__(self, pipeline: TracePipeline) -> None:
         self.pipeline = pipeline
 
     def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
         return SpanExportResult.SUCCESS if self.pipeline.export_batch(batch) else SpanExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        pass  # the pipeline shuts the OTLP exporter down, at the caller's deadline
 
 
 def _within(timeout: float, call: Callable[[], object]) -> bool:

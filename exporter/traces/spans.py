@@ -29,8 +29,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 TRACE_ID_HEX, SPAN_ID_HEX = 32, 16
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
-Attributes = dict[str, Any]
-
 
 def hex_id(value: Any, width: int) -> int | None:
     """An ID from ``width`` hex digits of either case (``0x`` allowed); ``None`` when empty, all
@@ -47,8 +45,9 @@ def hex_id(value: Any, width: int) -> int | None:
     return number or None
 
 
-def span_id_hex(value: int) -> str:
-    return f"{value:016x}"
+def steps_trace_id(steps: Iterable[Any] | None) -> int | None:
+    """The trace ID a run's steps name, where Letta traced the run."""
+    return next(filter(None, (hex_id(step.trace_id, TRACE_ID_HEX) for step in steps or ())), None)
 
 
 def attribute_value(value: Any) -> Any:
@@ -79,19 +78,6 @@ def _truncate(value: Any, limit: int | None) -> Any:
     return value
 
 
-def _env_int(names: Iterable[str], environ: Mapping[str, str]) -> tuple[bool, int | None]:
-    """(set?, value) of the first of ``names`` present in the environment."""
-    for name in names:
-        if name in environ:
-            raw = environ[name].strip()
-            if not raw:
-                return True, None
-            if not raw.isdigit():
-                raise ValueError(f"{name} must be a non-negative whole number, got {raw!r}")
-            return True, int(raw)
-    return False, None
-
-
 @dataclass(frozen=True)
 class AttributePolicy:
     """Which attribute keys leave the exporter, and how much of them.
@@ -107,11 +93,14 @@ class AttributePolicy:
     _verdicts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_settings(cls, denylist: str, environ: Mapping[str, str] = os.environ) -> AttributePolicy:
-        """The deny list from the setting, limits from the standard ``OTEL_*_LIMIT`` variables."""
+    def from_settings(cls, denylist: str) -> AttributePolicy:
+        """The deny list from the setting, limits from the standard ``OTEL_*_LIMIT`` variables as the
+        SDK reads them; but where no value-length variable is set, DEFAULT_VALUE_LENGTH."""
+        limits = SpanLimits()  # raises ValueError naming a variable that is not a whole number
+        explicit = any(name in os.environ for name in VALUE_LENGTH_ENV)
+        length = limits.max_span_attribute_length if explicit else DEFAULT_VALUE_LENGTH
         deny, allow = parse_denylist(denylist)
-        explicit, length = _env_int(VALUE_LENGTH_ENV, environ)
-        return cls(deny=deny, allow=allow, max_value_length=length if explicit else DEFAULT_VALUE_LENGTH)
+        return cls(deny, allow, length, limits)
 
     def allowed(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
@@ -123,18 +112,18 @@ class AttributePolicy:
                 self._verdicts[key] = verdict
         return verdict
 
-    def attributes(self, items: Iterable[tuple[str, Any]], limit: int | None) -> BoundedAttributes:
-        """Keys past the deny list, values converted and cut, the first ``limit`` kept; what the
-        count limit cut is reported as the OTLP ``dropped_attributes_count``."""
-        kept: Attributes = {}
+    def attributes(self, values: Mapping[str, Any], limit: int | None) -> BoundedAttributes:
+        """Keys past the deny list, values (bar ``None``) converted and cut, the first ``limit`` kept;
+        what the count limit cut is reported as the OTLP ``dropped_attributes_count``."""
+        kept: dict[str, Any] = {}
         dropped = 0
-        for key, raw in items:
+        for key, raw in values.items():
             if not isinstance(key, str) or not key or not self.allowed(key):
                 continue
             value = attribute_value(raw)
             if value is None:
                 continue
-            if limit is not None and len(kept) >= limit and key not in kept:
+            if limit is not None and len(kept) >= limit:
                 dropped += 1
                 continue
             kept[key] = _truncate(value, self.max_value_length)
@@ -145,16 +134,9 @@ class AttributePolicy:
 
 def parse_denylist(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``"a.*,!a.keep"`` → (deny patterns, allow patterns)."""
-    deny: list[str] = []
-    allow: list[str] = []
-    for part in text.split(","):
-        pattern = part.strip()
-        if pattern.startswith("!"):
-            if pattern[1:].strip():
-                allow.append(pattern[1:].strip())
-        elif pattern:
-            deny.append(pattern)
-    return tuple(deny), tuple(allow)
+    patterns = [part.strip() for part in text.split(",")]
+    allow = tuple(p[1:].strip() for p in patterns if p.startswith("!") and p[1:].strip())
+    return tuple(p for p in patterns if p and not p.startswith("!")), allow
 
 
 @dataclass(frozen=True)
@@ -191,58 +173,39 @@ class SpanData:
     links: list[LinkData] = field(default_factory=list)
 
 
-def _trace_state(header: str) -> TraceState:
-    if not header:
-        return TraceState()
-    try:
-        return TraceState.from_header([header])
-    except ValueError:
-        return TraceState()
+def _context(trace_id: int, span_id: int, trace_state: str = "", *, remote: bool = False) -> SpanContext:
+    # The SDK logs an unreadable trace state and makes it empty.
+    state = TraceState.from_header([trace_state]) if trace_state else None
+    return SpanContext(trace_id, span_id, is_remote=remote, trace_flags=SAMPLED, trace_state=state)
 
 
 def build_span(
     data: SpanData, resource: Resource, scope: InstrumentationScope | None, policy: AttributePolicy
 ) -> ReadableSpan:
-    context = SpanContext(data.trace_id, data.span_id, is_remote=False, trace_flags=SAMPLED,
-                          trace_state=_trace_state(data.trace_state))  # fmt: skip
-    parent = (
-        SpanContext(data.trace_id, data.parent_id, is_remote=False, trace_flags=SAMPLED)
-        if data.parent_id is not None
-        else None
-    )
     limits = policy.limits
-    events = BoundedList.from_seq(
-        limits.max_events,
-        (
-            Event(event.name, policy.attributes(event.attributes.items(), limits.max_event_attributes),
-                  event.timestamp)
-            for event in data.events
-        ),
-    )  # fmt: skip
-    links = BoundedList.from_seq(
-        limits.max_links,
-        (
-            Link(
-                SpanContext(link.trace_id, link.span_id, is_remote=True, trace_flags=SAMPLED,
-                            trace_state=_trace_state(link.trace_state)),
-                policy.attributes(link.attributes.items(), limits.max_link_attributes),
-            )
-            for link in data.links
-        ),
-    )  # fmt: skip
+    events = (
+        Event(event.name, policy.attributes(event.attributes, limits.max_event_attributes), event.timestamp)
+        for event in data.events
+    )
+    links = (
+        Link(
+            _context(link.trace_id, link.span_id, link.trace_state, remote=True),
+            policy.attributes(link.attributes, limits.max_link_attributes),
+        )
+        for link in data.links
+    )
     # The SDK keeps a status description only for ERROR (and warns otherwise).
     description = (data.status_message or None) if data.status is StatusCode.ERROR else None
-    status = Status(data.status, description)
     return ReadableSpan(
         name=data.name,
-        context=context,
-        parent=parent,
+        context=_context(data.trace_id, data.span_id, data.trace_state),
+        parent=_context(data.trace_id, data.parent_id) if data.parent_id is not None else None,
         resource=resource,
-        attributes=policy.attributes(data.attributes.items(), limits.max_span_attributes),
-        events=events,
-        links=links,
+        attributes=policy.attributes(data.attributes, limits.max_span_attributes),
+        events=BoundedList.from_seq(limits.max_events, events),
+        links=BoundedList.from_seq(limits.max_links, links),
         kind=data.kind,
-        status=status,
+        status=Status(data.status, description),
         start_time=data.start,
         end_time=max(data.end, data.start),
         instrumentation_scope=scope,

@@ -26,7 +26,7 @@ from opentelemetry.trace import StatusCode
 from exporter import __version__
 from exporter.letta.models import Run, Step
 from exporter.traces.rows import TTFT_ATTRIBUTE, TTFT_EVENT
-from exporter.traces.spans import TRACE_ID_HEX, AttributePolicy, EventData, SpanData, build_span, hex_id
+from exporter.traces.spans import AttributePolicy, EventData, SpanData, build_span, steps_trace_id
 
 SERVICE_NAME = "letta-server"
 ROOT_SPAN = "invoke_agent"
@@ -44,58 +44,33 @@ def derived_id(nbytes: int, *parts: str) -> int:
     return int.from_bytes(digest[:nbytes], "big") or 1
 
 
-def trace_id_for(run: Run, steps: Sequence[Step] | None) -> int:
-    for step in steps or ():
-        trace_id = hex_id(step.trace_id, TRACE_ID_HEX)
-        if trace_id is not None:
-            return trace_id
-    return derived_id(16, "trace", run.id)
-
-
 def epoch_ns(moment: datetime) -> int:
     # Integer arithmetic: a float round trip would move the microseconds.
     return (moment - EPOCH) // timedelta(microseconds=1) * 1000
 
 
-def _run_window(run: Run) -> tuple[int, int] | None:
-    if run.created_at is None:
-        return None
-    start = epoch_ns(run.created_at)
-    # Without completed_at (not seen from a real server), the duration Letta wrote, if any.
-    end = epoch_ns(run.completed_at) if run.completed_at else start + (run.total_duration_ns or 0)
-    return start, max(start, end)
-
-
 def _common(run: Run) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"letta.run.id": run.id, SYNTHETIC: True}
-    if run.agent_id:
-        attributes["letta.agent.id"] = run.agent_id
-    return attributes
+    # Here and below, attributes that come out None are left out by the attribute policy.
+    return {"letta.run.id": run.id, SYNTHETIC: True, "letta.agent.id": run.agent_id or None}
 
 
 def _step_span(
     run: Run, step: Step, index: int, trace_id: int, parent: int, start: int, end: int
 ) -> SpanData:
-    attributes = {"gen_ai.operation.name": "chat", **_common(run)}
-    if step.id:
-        attributes["letta.step.id"] = step.id
-    model = step.model or step.model_handle
-    if model:
-        attributes["gen_ai.request.model"] = model
-    if step.provider_name:
-        attributes["gen_ai.provider.name"] = step.provider_name
-        attributes["gen_ai.system"] = step.provider_name  # the pre-1.37 name, still read by many backends
-    if step.prompt_tokens is not None:
-        attributes["gen_ai.usage.input_tokens"] = step.prompt_tokens
-    if step.completion_tokens is not None:
-        attributes["gen_ai.usage.output_tokens"] = step.completion_tokens
-    if step.stop_reason:
-        attributes["gen_ai.response.finish_reasons"] = (step.stop_reason,)
-    if step.status:
-        attributes["letta.step.status"] = step.status
+    attributes = {
+        "gen_ai.operation.name": "chat",
+        **_common(run),
+        "letta.step.id": step.id or None,
+        "gen_ai.request.model": step.model or step.model_handle or None,
+        "gen_ai.provider.name": step.provider_name or None,
+        "gen_ai.system": step.provider_name or None,  # the pre-1.37 name, still read by many backends
+        "gen_ai.usage.input_tokens": step.prompt_tokens,
+        "gen_ai.usage.output_tokens": step.completion_tokens,
+        "gen_ai.response.finish_reasons": (step.stop_reason,) if step.stop_reason else None,
+        "letta.step.status": step.status or None,
+        "error.type": step.error_type or None,
+    }
     failed = step.status == "failed" or step.error_type is not None
-    if step.error_type:
-        attributes["error.type"] = step.error_type
     return SpanData(
         name=STEP_SPAN,
         trace_id=trace_id,
@@ -113,24 +88,26 @@ def synthesise(
     run: Run, steps: Sequence[Step] | None, policy: AttributePolicy, *, ttft_ns: int | None = None
 ) -> list[ReadableSpan]:
     """The run's spans, root first; none for a run without ``created_at`` (nothing to anchor)."""
-    window = _run_window(run)
-    if window is None:
+    if run.created_at is None:
         return []
-    start, end = window
+    start = epoch_ns(run.created_at)
+    # Without completed_at (not seen from a real server), the duration Letta wrote, if any.
+    end = epoch_ns(run.completed_at) if run.completed_at else start + (run.total_duration_ns or 0)
+    end = max(start, end)
     steps = list(steps or ())
-    trace_id = trace_id_for(run, steps)
+    trace_id = steps_trace_id(steps) or derived_id(16, "trace", run.id)
     root_id = derived_id(8, "run", run.id)
 
-    attributes = {"gen_ai.operation.name": ROOT_SPAN, **_common(run), "letta.run.status": run.status}
-    if run.agent_id:
-        attributes["gen_ai.agent.id"] = run.agent_id
-    if run.conversation_id:
-        attributes["gen_ai.conversation.id"] = run.conversation_id
-    if run.stop_reason:
-        attributes["letta.run.stop_reason"] = run.stop_reason
-    if steps:
-        attributes["gen_ai.usage.input_tokens"] = sum(step.prompt_tokens or 0 for step in steps)
-        attributes["gen_ai.usage.output_tokens"] = sum(step.completion_tokens or 0 for step in steps)
+    attributes = {
+        "gen_ai.operation.name": ROOT_SPAN,
+        **_common(run),
+        "letta.run.status": run.status,
+        "gen_ai.agent.id": run.agent_id or None,
+        "gen_ai.conversation.id": run.conversation_id or None,
+        "letta.run.stop_reason": run.stop_reason or None,
+        "gen_ai.usage.input_tokens": sum(step.prompt_tokens or 0 for step in steps) if steps else None,
+        "gen_ai.usage.output_tokens": sum(step.completion_tokens or 0 for step in steps) if steps else None,
+    }
     failed = run.status == "failed"
     events = []
     if ttft_ns is not None:
