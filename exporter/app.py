@@ -199,20 +199,14 @@ async def serve(settings: Settings, on_serving: Callable[[str], None] | None = N
         on_serving(url)
 
     scheduler = AsyncIOScheduler()
-    polls: set[asyncio.Task[object]] = set()  # the poll under way, if any, for shutdown to wait for
 
     async def poll() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        polls.add(task)
         try:
             await poller.tick()
         except asyncio.CancelledError:
             # Shutdown cancels a poll in flight; every record is atomic, so nothing is half-done
             # and there is nothing to report.
             log.debug("poll cancelled by shutdown")
-        finally:
-            polls.discard(task)
 
     scheduler.add_job(
         poll,
@@ -236,8 +230,7 @@ async def serve(settings: Settings, on_serving: Callable[[str], None] | None = N
         scheduler.shutdown(wait=False)
         if fresh is not None:
             fresh.cancel()
-        await _finish(polls)
-        await poller.stop()  # enrichment workers: a run mid-read stays pending (and in the state)
+        await poller.stop(grace=SHUTDOWN_GRACE_SECONDS)
         if exporter.save_state is not None:
             await exporter.save_state()
         if exporter.traces is not None:
@@ -258,14 +251,3 @@ async def _render_often(exporter: Exporter, every: float = 0.1, cheap: float = 0
         version = totals.version
         if version != rendered and exposition.last_took < cheap and await exposition.refresh_soon():
             rendered = version
-
-
-async def _finish(polls: set[asyncio.Task[object]]) -> None:
-    """Let a poll under way finish for a moment, then cancel it: every record is atomic."""
-    if not polls:
-        return
-    _, still_running = await asyncio.wait(set(polls), timeout=SHUTDOWN_GRACE_SECONDS)
-    for task in still_running:
-        task.cancel()
-    if still_running:
-        await asyncio.wait(still_running, timeout=1.0)

@@ -53,6 +53,7 @@ class Poller:
         self.catch_up = catch_up
         self.ready = asyncio.Event()
         self._tick_lock = asyncio.Lock()
+        self._ticking: asyncio.Task[Any] | None = None  # the tick under way, for stop() to wait for
         self._failure: BaseException | None = None
         # Called at the end of every tick, e.g. to persist state; their failures are theirs to report.
         self.after_tick: list[Callable[[], Awaitable[object]]] = []
@@ -61,6 +62,7 @@ class Poller:
         if self._tick_lock.locked():
             return  # APScheduler already refuses overlaps; this guards direct callers too
         async with self._tick_lock:
+            self._ticking = asyncio.current_task()
             self.enricher.start()
             if not self.breaker.allow():
                 self._publish(False)
@@ -84,7 +86,15 @@ class Poller:
                 await hook()
             self.metrics.poll_duration.observe(time.perf_counter() - started)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
+        """Let a tick under way finish for ``grace`` seconds, then cancel it (every record is atomic),
+        and stop the enrichment workers: a run mid-read stays pending (and in the state file)."""
+        ticking = self._ticking
+        if ticking is not None and not ticking.done():
+            done, _ = await asyncio.wait({ticking}, timeout=grace)
+            if not done:
+                ticking.cancel()
+                await asyncio.wait({ticking}, timeout=1.0)
         await self.enricher.stop()
 
     async def _track(self) -> None:
