@@ -18,24 +18,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 ACTIVE_STATUSES = ("created", "running")
 
-KNOWN_STATUSES = ("created", "running", "completed", "failed", "cancelled")
-KNOWN_STOP_REASONS = (
-    "end_turn",
-    "error",
-    "llm_api_error",
-    "invalid_llm_response",
-    "invalid_tool_call",
-    "max_steps",
-    "max_tokens_exceeded",
-    "no_tool_call",
-    "tool_rule",
-    "cancelled",
-    "insufficient_credits",
-    "requires_approval",
-    "context_window_overflow_in_system_prompt",
-)
-
-
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
 
