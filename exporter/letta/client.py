@@ -47,7 +47,9 @@ MAX_DETAIL_CHARS = 200
 # compressed reply can grow to in memory before it is refused.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 INFLATE_PIECE = 256 * 1024
+BACKOFF_MAX = 30.0  # seconds: the longest wait between attempts, whatever Retry-After asks
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_HTTP_ERRORS: dict[int, type[LettaHTTPError]] = {404: LettaNotFound, 501: LettaNotImplemented}
 
 
 class RequestObserver(CursorObserver, Protocol):
@@ -56,15 +58,8 @@ class RequestObserver(CursorObserver, Protocol):
     def observe_malformed(self, endpoint: str) -> None: ...
 
 
-class _NullObserver:
-    def observe_request(self, endpoint: str, code: str, seconds: float) -> None:
-        pass
-
-    def observe_malformed(self, endpoint: str) -> None:
-        pass
-
-    def observe_cursor(self, endpoint: str, order: str, param: str, semantics: str) -> None:
-        pass
+class _NullObserver(RequestObserver):
+    """Observes nothing: a protocol's methods, inherited, do nothing."""
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -82,8 +77,12 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BadBody(Exception):
+    """A reply's body refused as it streamed in; ``code`` is what the request is counted as."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class _Retry(Exception):
@@ -106,33 +105,28 @@ class _BoundedBody:
         # wbits=47 takes a gzip or a zlib header, whichever comes.
         self._inflate = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None
 
-    def feed(self, raw: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         if self._inflate is None:
-            self._keep(raw)
+            self._keep(data)
             return
-        data = raw
         while data:
             try:
                 # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
                 out = self._inflate.decompress(data, min(INFLATE_PIECE, self.limit - self.size + 1))
             except zlib.error as exc:
-                raise _BadEncoding(f"does not decode ({exc})") from None
+                raise _BadBody("bad_encoding", f"does not decode ({exc})") from None
             self._keep(out)
             data = self._inflate.unconsumed_tail
 
     def _keep(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self.limit:
-            raise _BodyTooLarge(f"over {self.limit} bytes decoded")
+            raise _BadBody("body_too_large", f"over {self.limit} bytes decoded")
         if data:
             self.chunks.append(data)
 
     def body(self) -> bytes:
         return b"".join(self.chunks)
-
-
-class _BadEncoding(Exception):
-    pass
 
 
 def _detail(body: bytes) -> str:
@@ -156,9 +150,7 @@ class LettaClient:
         timeout: float = 10.0,
         max_retries: int = 3,
         backoff_base: float = 0.25,
-        backoff_max: float = 30.0,
         max_requests_per_second: float = 0.0,
-        max_body_bytes: int = MAX_BODY_BYTES,
         max_connections: int = 12,
         observer: RequestObserver | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
@@ -184,9 +176,8 @@ class LettaClient:
         url = self._root
         self._where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         self.total_timeout = timeout * 3
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = MAX_BODY_BYTES
         self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
         self.limiter = AdaptiveRateLimiter(max_requests_per_second)
         self.observer: RequestObserver = observer or _NullObserver()
         self.cursors = CursorBehaviour(self.observer)
@@ -199,7 +190,7 @@ class LettaClient:
     # -- transport ---------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+        return random.uniform(0, min(BACKOFF_MAX, self.backoff_base * 2**attempt))
 
     async def _fetch(self, path: str, params: Any) -> tuple[httpx.Response, bytes]:
         """One exchange, bounded in time as a whole (a slow-loris reply trickling bytes under the
@@ -232,7 +223,7 @@ class LettaClient:
                 if attempt >= self.max_retries:
                     raise retry.error from None
                 after = retry.after
-                wait = min(after, self.backoff_max) if after is not None else self._backoff(attempt)
+                wait = min(after, BACKOFF_MAX) if after is not None else self._backoff(attempt)
                 log.debug("retrying %s in %.2fs after: %s", endpoint, wait, retry.error)
                 attempt += 1
                 await self._sleep(wait)
@@ -253,9 +244,8 @@ class LettaClient:
             self.observer.observe_request(endpoint, "transport_error", time.perf_counter() - started)
             what = f"cannot reach {self._where}: {_os_error(exc)} ({type(exc).__name__})"
             raise _Retry(LettaTransportError(endpoint, what)) from None
-        except (_BodyTooLarge, _BadEncoding) as exc:
-            code = "body_too_large" if isinstance(exc, _BodyTooLarge) else "bad_encoding"
-            self.observer.observe_request(endpoint, code, time.perf_counter() - started)
+        except _BadBody as exc:
+            self.observer.observe_request(endpoint, exc.code, time.perf_counter() - started)
             self.observer.observe_malformed(endpoint)
             raise _Retry(LettaMalformedResponse(endpoint, f"body {exc}")) from None
         elapsed = time.perf_counter() - started
@@ -268,12 +258,7 @@ class LettaClient:
             except (ValueError, UnicodeDecodeError, RecursionError):
                 self.observer.observe_malformed(endpoint)
                 raise _Retry(LettaMalformedResponse(endpoint, "body is not JSON")) from None
-        detail = _detail(body)
-        if status == 404:
-            raise LettaNotFound(endpoint, status, detail)
-        if status == 501:
-            raise LettaNotImplemented(endpoint, status, detail)
-        error = LettaHTTPError(endpoint, status, detail)
+        error = _HTTP_ERRORS.get(status, LettaHTTPError)(endpoint, status, _detail(body))
         if error.retryable:
             raise _Retry(error, after=_retry_after_seconds(response))
         raise error
@@ -316,34 +301,22 @@ class LettaClient:
 
     # -- Runs API ----------------------------------------------------------------------------
 
-    async def list_runs_page(
-        self,
-        *,
-        limit: int,
-        cursor: tuple[Param, str] | None = None,
-        active: bool = False,
-        known: Callable[[str], bool] | None = None,
-    ) -> list[Run]:
-        """One page of runs, newest first; ``cursor`` is (``before`` or ``after``, a run ID). Runs
-        for which ``known(id)`` holds are not validated: only their ID and ``created_at`` are read,
-        which is all a listing of a run already handled is good for (paging and the horizon)."""
-        params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", limit)]
-        if cursor is not None:
-            params.append(cursor)
-        if active:
-            params.append(("active", "true"))
-        shortcut = (lambda raw: _known_run(raw, known)) if known is not None else None
-        return await self._get_list("list_runs", "/v1/runs/", Run, params, shortcut=shortcut)
-
     def iter_runs(
         self, *, page_size: int, active: bool = False, known: Callable[[str], bool] | None = None
     ) -> CursorWalk[Run]:
         """Pages of runs, newest first (so discovery can stop at its horizon), until a short page;
-        each next page is read with whichever parameter this server continues such a list with."""
+        each next page is read with whichever parameter this server continues such a list with.
+        Runs for which ``known(id)`` holds are not validated: only their ID and ``created_at`` are
+        read, which is all a listing of a run already handled is good for (paging and the horizon)."""
+        shortcut = (lambda raw: _known_run(raw, known)) if known is not None else None
 
         async def fetch(param: Param | None, cursor: str | None) -> list[Run]:
-            at = (param, cursor) if param is not None and cursor is not None else None
-            return await self.list_runs_page(limit=page_size, cursor=at, active=active, known=known)
+            params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", page_size)]
+            if param is not None and cursor is not None:
+                params.append((param, cursor))
+            if active:
+                params.append(("active", "true"))
+            return await self._get_list("list_runs", "/v1/runs/", Run, params, shortcut=shortcut)
 
         return CursorWalk("list_runs", fetch, page_size=page_size, descending=True,
                           behaviour=self.cursors, ident=attrgetter("id"), key=_run_key)  # fmt: skip
