@@ -18,7 +18,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from exporter import __version__
-from exporter.config import ListenError
+from exporter.config import ConfigError
 from exporter.exposition import Exposition
 from exporter.webconfig import BasicAuth
 
@@ -157,7 +157,7 @@ class HttpServer:
                 host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
             )
         except OSError as exc:
-            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._server.ssl_context = ssl_context
         # serve_forever checks for shutdown this often: stopping waits for it, wakeups cost little.
         self._thread = threading.Thread(
