@@ -22,9 +22,6 @@ from exporter.config import ConfigError
 from exporter.exposition import Exposition
 from exporter.webconfig import BasicAuth
 
-LINKS = """<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>
-<li><a href="readyz">/readyz</a></li></ul>"""
-
 
 @dataclass(frozen=True)
 class Status:
@@ -59,7 +56,8 @@ def landing_page(ready: bool, status: Status | None) -> bytes:
 <table>
 {table}
 </table>
-{LINKS}</body></html>
+<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>
+<li><a href="readyz">/readyz</a></li></ul></body></html>
 """.encode()
 
 
@@ -68,7 +66,6 @@ StartResponse = Callable[..., Any]
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
-    allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
 
     def get_request(self) -> tuple[socket.socket, Any]:

@@ -159,22 +159,21 @@ class LettaClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._headers = httpx.Headers(headers)
-        self._root = httpx.URL(base_url.rstrip("/"))
+        root = httpx.URL(base_url.rstrip("/"))
         self._timeouts = {"timeout": httpx.Timeout(timeout).as_dict()}
         # Requests go straight to the transport: an AsyncClient's per-request work (URL merging,
         # cookies, auth and redirect flows) cost more CPU than the exchange itself, and this client
         # needs none of it (docs/bench.md, "Request path").
         self._transport = letta_transport(
-            self._root,
+            root,
             # httpcore checks every pooled connection on every request: a pool sized to what is in
             # flight (enrichment workers, discovery, look-ups) costs a fraction of a large one.
             httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
         self.max_retries = max_retries
-        self.base_url = str(self._root)
+        self.base_url = str(root)
         self.key_set = bool(api_key)
-        url = self._root
-        self._where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        self._where = f"{root.host}:{root.port or (443 if root.scheme == 'https' else 80)}"
         self.total_timeout = timeout * 3
         self.max_body_bytes = MAX_BODY_BYTES
         self.backoff_base = backoff_base
