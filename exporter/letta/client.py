@@ -34,7 +34,7 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaTransportError,
 )
-from exporter.letta.models import Agent, Run, RunMetrics, Step, Tool, UsageStatistics, as_utc
+from exporter.letta.models import Named, Run, RunMetrics, Step, UsageStatistics, as_utc
 from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
 from exporter.letta.ratelimit import AdaptiveRateLimiter
 from exporter.letta.transport import letta_transport
@@ -63,18 +63,16 @@ class _NullObserver(RequestObserver):
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
+    """Retry-After as seconds (it is a number of seconds or an HTTP date); None if absent or unreadable."""
+    value = response.headers.get("retry-after", "")
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
     try:
-        moment = email.utils.parsedate_to_datetime(value)
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-    return max(0.0, moment.timestamp() - time.time())
 
 
 class _BadBody(Exception):
@@ -258,7 +256,7 @@ class LettaClient:
                 self.observer.observe_malformed(endpoint)
                 raise _Retry(LettaMalformedResponse(endpoint, "body is not JSON")) from None
         error = _HTTP_ERRORS.get(status, LettaHTTPError)(endpoint, status, _detail(body))
-        if error.retryable:
+        if status == 429 or (status >= 500 and status != 501):
             raise _Retry(error, after=_retry_after_seconds(response))
         raise error
 
@@ -349,11 +347,11 @@ class LettaClient:
             raise LettaMalformedResponse("retrieve_trace_for_run", "expected a list of spans")
         return [row for row in body if isinstance(row, dict)]
 
-    async def retrieve_agent(self, agent_id: str) -> Agent:
-        return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Agent)
+    async def retrieve_agent(self, agent_id: str) -> Named:
+        return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Named)
 
-    async def retrieve_tool(self, tool_id: str) -> Tool:
-        return await self._get_model("retrieve_tool", f"/v1/tools/{tool_id}", Tool)
+    async def retrieve_tool(self, tool_id: str) -> Named:
+        return await self._get_model("retrieve_tool", f"/v1/tools/{tool_id}", Named)
 
 
 def _known_run(raw: Any, known: Callable[[str], bool]) -> Run | None:

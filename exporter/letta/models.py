@@ -147,11 +147,8 @@ class Step(_Lenient):
         return self.model or self.model_handle or "unknown"
 
 
-class Agent(_Lenient):
-    id: str
-    name: str | None = None
+class Named(_Lenient):
+    """An agent or a tool, as far as the exporter reads either: its ID and name."""
 
-
-class Tool(_Lenient):
     id: str
     name: str | None = None
