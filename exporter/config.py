@@ -27,17 +27,14 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 
 
 def parse_seconds(value: Any) -> float:
-    """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``1h`` or ``2d``."""
+    """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``1h`` or ``2d``. A negative number is left to
+    ``Seconds``' ge=0 (a text with a sign does not match the pattern)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError("expected a duration such as 30, 90s, 15m, 1h or 2d")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    return seconds
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("expected a duration such as 30, 90s, 15m, 1h or 2d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def parse_buckets(value: Any) -> tuple[float, ...]:
