@@ -6,7 +6,6 @@ Served from its own threads, so a scrape is answered from memory however slow a 
 from __future__ import annotations
 
 import html
-import socket
 import ssl
 import threading
 import time
@@ -66,15 +65,6 @@ StartResponse = Callable[..., Any]
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
-    ssl_context: ssl.SSLContext | None = None
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        if self.ssl_context is not None:
-            # The handshake happens on first read, in the request's own thread, so a client that
-            # never finishes it cannot stall the accept loop.
-            conn = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-        return conn, addr
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -155,7 +145,12 @@ class HttpServer:
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self._server.ssl_context = ssl_context
+        if ssl_context is not None:
+            # Each accepted connection is wrapped as this socket is, so its handshake happens on first
+            # read, in the request's own thread: a client that never finishes it cannot stall accept().
+            self._server.socket = ssl_context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         # serve_forever checks for shutdown this often: stopping waits for it, wakeups cost little.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
