@@ -17,7 +17,7 @@ import random
 import ssl
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, Protocol, TypeVar
@@ -91,40 +91,30 @@ class _Retry(Exception):
         self.after = after
 
 
-class _BoundedBody:
-    """Collects a reply's body, undoing gzip/deflate as it streams in, and stops the moment the
-    *decoded* size passes the cap: a small compressed body can decode to gigabytes."""
-
-    def __init__(self, content_encoding: str, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.chunks: list[bytes] = []
-        encoding = content_encoding.strip().lower()
-        # wbits=47 takes a gzip or a zlib header, whichever comes.
-        self._inflate = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None
-
-    def feed(self, data: bytes) -> None:
-        if self._inflate is None:
-            self._keep(data)
-            return
+async def _read_body(stream: AsyncIterable[bytes], content_encoding: str, limit: int) -> bytes:
+    """A reply's body, gzip/deflate undone as it streams in, refused the moment the *decoded* size
+    passes ``limit``: a small compressed body can decode to gigabytes."""
+    encoding = content_encoding.strip().lower()
+    # wbits=47 takes a gzip or a zlib header, whichever comes.
+    inflate = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None
+    chunks: list[bytes] = []
+    size = 0
+    async for data in stream:
         while data:
-            try:
-                # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
-                out = self._inflate.decompress(data, min(INFLATE_PIECE, self.limit - self.size + 1))
-            except zlib.error as exc:
-                raise _BadBody("bad_encoding", f"does not decode ({exc})") from None
-            self._keep(out)
-            data = self._inflate.unconsumed_tail
-
-    def _keep(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.limit:
-            raise _BadBody("body_too_large", f"over {self.limit} bytes decoded")
-        if data:
-            self.chunks.append(data)
-
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
+            if inflate is None:
+                out, data = data, b""
+            else:
+                try:
+                    # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
+                    out = inflate.decompress(data, min(INFLATE_PIECE, limit - size + 1))
+                except zlib.error as exc:
+                    raise _BadBody("bad_encoding", f"does not decode ({exc})") from None
+                data = inflate.unconsumed_tail
+            size += len(out)
+            if size > limit:
+                raise _BadBody("body_too_large", f"over {limit} bytes decoded")
+            chunks.append(out)
+    return b"".join(chunks)
 
 
 def _detail(body: bytes) -> str:
@@ -196,13 +186,12 @@ class LettaClient:
         request = httpx.Request("GET", url, headers=self._headers, extensions=self._timeouts)
         async with asyncio.timeout(self.total_timeout):
             response = await self._transport.handle_async_request(request)
+            encoding = response.headers.get("content-encoding", "")
             try:
-                body = _BoundedBody(response.headers.get("content-encoding", ""), self.max_body_bytes)
-                async for chunk in response.stream:  # type: ignore[union-attr]
-                    body.feed(chunk)
+                body = await _read_body(response.stream, encoding, self.max_body_bytes)  # type: ignore[arg-type]
             finally:
                 await response.aclose()
-            return response, body.body()
+            return response, body
 
     async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
         """GET ``path`` and decode JSON, retrying what ``_exchange`` says is worth retrying, after
