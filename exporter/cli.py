@@ -15,7 +15,7 @@ from pydantic import Field
 from pydantic_settings import CliSettingsSource
 
 from exporter import __version__
-from exporter.config import LETTA_CLOUD_URL, ConfigError, ListenError, Settings, load_settings
+from exporter.config import LETTA_CLOUD_URL, ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
 log = logging.getLogger("exporter")
@@ -104,19 +104,14 @@ def main(argv: list[str] | None = None) -> int:
             from exporter.webconfig import load_web_config
 
             load_web_config(settings.web_config_file)
-    except ConfigError as exc:
-        print(f"letta-exporter: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        from exporter.logsetup import configure_logging
 
-    from exporter.logsetup import configure_logging
-
-    configure_logging(settings.log_level, settings.log_format, [settings.api_key_value() or ""])
-    try:
+        configure_logging(settings.log_level, settings.log_format, [settings.api_key_value() or ""])
         if demo:
             return _run_demo(settings)
         asyncio.run(_serve(settings))
-    except ListenError as exc:
-        # Port in use, address not available: a configuration problem the user can fix.
+    except ConfigError as exc:
+        # A bad setting, or a port in use (raised before any URL is advertised): one line to act on.
         print(f"letta-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
@@ -143,7 +138,7 @@ def _run_demo(settings: DemoSettings) -> int:
     try:
         sim.start(host="127.0.0.1", port=settings.sim_port)
     except OSError as exc:
-        raise ListenError(
+        raise ConfigError(
             f"cannot start the simulator on 127.0.0.1:{settings.sim_port}: {exc.strerror or exc}"
         ) from None
     try:

@@ -27,24 +27,18 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 
 
 def parse_seconds(value: Any) -> float:
-    """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``1h`` or ``2d``."""
+    """Seconds from ``90``, ``1.5``, ``90s``, ``15m``, ``1h`` or ``2d``. A negative number is left to
+    ``Seconds``' ge=0 (a text with a sign does not match the pattern)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError("expected a duration such as 30, 90s, 15m, 1h or 2d")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    return seconds
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("expected a duration such as 30, 90s, 15m, 1h or 2d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def parse_buckets(value: Any) -> tuple[float, ...]:
-    if isinstance(value, str):
-        parts = [part for part in re.split(r"[,\s]+", value.strip()) if part]
-    else:
-        parts = list(value)
+    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
     try:
         buckets = tuple(float(part) for part in parts)
     except (TypeError, ValueError):
@@ -199,13 +193,10 @@ class Settings(BaseSettings):
         return self.api_key.get_secret_value() if self.api_key is not None else None
 
 
-def env_name(field_name: str, settings_cls: type[Settings] | None = None) -> str:
-    field = (settings_cls or Settings).model_fields[field_name]
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        for choice in alias.choices:
-            if isinstance(choice, str) and choice.isupper():
-                return choice
+def env_name(field_name: str, settings_cls: type[Settings] = Settings) -> str:
+    alias = settings_cls.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):  # Letta's own name: LETTA_BASE_URL, LETTA_API_KEY, ...
+        return str(alias.choices[0])
     return f"LETTA_EXPORTER_{field_name.upper()}"
 
 
@@ -214,26 +205,20 @@ def flag_name(field_name: str) -> str:
 
 
 class ConfigError(Exception):
-    """One line naming the setting and what is wrong with it."""
+    """A setting that cannot work (a bad value, a port in use): one line naming it and what is wrong."""
 
 
-class ListenError(ConfigError):
-    """A server could not listen (port in use, address not available): one line, before any URL."""
-
-
-def describe_error(exc: ValidationError, settings_cls: type[Settings] | None = None) -> str:
-    settings_cls = settings_cls or Settings
+def describe_error(exc: ValidationError, settings_cls: type[Settings] = Settings) -> str:
     first = exc.errors()[0]
-    loc = first.get("loc") or ()
-    message = str(first.get("msg", "invalid"))
-    if loc:
-        name = str(loc[0])
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if first.get("loc"):
+        name = str(first["loc"][0])
     elif ":" in message:
         # Model-level checks name their field in the message ("api_key_file: ...").
-        name, _, message = message.removeprefix("Value error, ").partition(":")
+        name, _, message = message.partition(":")
     else:
         name = "configuration"
-    message = message.removeprefix("Value error, ").strip()
+    message = message.strip()
     if name in settings_cls.model_fields:
         return f"invalid setting {env_name(name, settings_cls)} ({flag_name(name)}): {message}"
     return f"invalid setting {name}: {message}"

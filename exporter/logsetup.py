@@ -10,27 +10,22 @@ from datetime import UTC, datetime
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces any secret that slipped into a message (a key echoed in an upstream error body, say)."""
+class RedactingHandler(logging.StreamHandler):
+    """Writes log lines to stderr with any secret that slipped into one (a key echoed in an upstream
+    error body, say) replaced: the whole line, so message, traceback and extra fields alike."""
 
     def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = [secret for secret in secrets if secret and len(secret) >= 4]
+        super().__init__(sys.stderr)
+        self.secrets: set[str] = set()
+        for secret in secrets:
+            if len(secret) >= 4:  # as written in a text line, and escaped inside a JSON string
+                self.secrets |= {secret, json.dumps(secret)[1:-1]}
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            redacted = message
-            for secret in self.secrets:
-                redacted = redacted.replace(secret, "***")
-            if redacted != message:
-                record.msg, record.args = redacted, None
-            if record.exc_info and record.exc_info[1] is not None:
-                text = logging.Formatter().formatException(record.exc_info)
-                for secret in self.secrets:
-                    text = text.replace(secret, "***")
-                record.exc_info, record.exc_text = None, text
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        for secret in self.secrets:
+            line = line.replace(secret, "***")
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,18 +39,15 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        elif record.exc_text:
-            entry["exc"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
 def configure_logging(level: str, fmt: str, secrets: list[str]) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = RedactingHandler(secrets)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

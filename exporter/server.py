@@ -6,7 +6,6 @@ Served from its own threads, so a scrape is answered from memory however slow a 
 from __future__ import annotations
 
 import html
-import socket
 import ssl
 import threading
 import time
@@ -18,12 +17,9 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from exporter import __version__
-from exporter.config import ListenError
+from exporter.config import ConfigError
 from exporter.exposition import Exposition
 from exporter.webconfig import BasicAuth
-
-LINKS = """<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>
-<li><a href="readyz">/readyz</a></li></ul>"""
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,8 @@ def landing_page(ready: bool, status: Status | None) -> bytes:
 <table>
 {table}
 </table>
-{LINKS}</body></html>
+<ul><li><a href="metrics">/metrics</a></li><li><a href="healthz">/healthz</a></li>
+<li><a href="readyz">/readyz</a></li></ul></body></html>
 """.encode()
 
 
@@ -68,16 +65,6 @@ StartResponse = Callable[..., Any]
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
-    allow_reuse_address = True
-    ssl_context: ssl.SSLContext | None = None
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        if self.ssl_context is not None:
-            # The handshake happens on first read, in the request's own thread, so a client that
-            # never finishes it cannot stall the accept loop.
-            conn = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-        return conn, addr
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -157,8 +144,13 @@ class HttpServer:
                 host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
             )
         except OSError as exc:
-            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self._server.ssl_context = ssl_context
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        if ssl_context is not None:
+            # Each accepted connection is wrapped as this socket is, so its handshake happens on first
+            # read, in the request's own thread: a client that never finishes it cannot stall accept().
+            self._server.socket = ssl_context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         # serve_forever checks for shutdown this often: stopping waits for it, wakeups cost little.
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True

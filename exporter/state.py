@@ -61,15 +61,13 @@ def restore(state: dict[str, Any], tracker: RunTracker, metrics: ExporterMetrics
         )
     try:
         data = state["tracker"]
-        watermark = data["watermark"]
+        watermark = None if data["watermark"] is None else float(data["watermark"])
         finalised = {str(k): float(v) for k, v in data["finalised"].items()}
         in_flight = _in_flight(data["in_flight"], state["version"])
         pending = [Run.model_validate(item) for item in data["pending"]]
         agents = [str(agent) for agent in state["agents"]]
         metric_rows = state["metrics"]
         baselined = bool(state["baselined"])
-        if watermark is not None:
-            watermark = float(watermark)
         if not isinstance(metric_rows, dict):
             raise TypeError("metrics is not an object")
         # Old files name the families by attribute ("runs"), new ones as exposed ("letta_runs").

@@ -16,8 +16,16 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaTransportError,
 )
+from exporter.letta.models import Run
 from exporter.metrics import ExporterMetrics
 from tests.support import free_port, select, served_samples
+
+
+async def first_page(client: LettaClient, limit: int) -> list[Run]:
+    """The newest ``limit`` runs: the first page of a run listing."""
+    async for page in client.iter_runs(page_size=limit):
+        return page
+    raise AssertionError("a walk yields at least one page")
 
 
 class Harness:
@@ -54,7 +62,7 @@ def test_429_is_retried_after_the_servers_retry_after(sim_factory) -> None:
     sim.faults.rate_429, sim.faults.retry_after = 1.0, 0.7
     harness = Harness(sim.base_url, max_retries=2)
     with pytest.raises(LettaHTTPError) as caught:
-        harness.call(lambda c: c.list_runs_page(limit=10))
+        harness.call(lambda c: first_page(c, 10))
     assert caught.value.status == 429
     assert harness.waits == [0.7, 0.7]
     assert harness.codes() == {"429": 3}
@@ -71,7 +79,7 @@ def test_5xx_backs_off_exponentially_with_jitter_then_succeeds(sim_factory) -> N
             sim.faults.rate_500 = 0.0
 
     harness.on_wait = recover
-    runs = harness.call(lambda c: c.list_runs_page(limit=10))
+    runs = harness.call(lambda c: first_page(c, 10))
     assert len(runs) == 3
     assert harness.codes() == {"500": 3, "200": 1}
     for attempt, wait in enumerate(harness.waits[:3]):
@@ -83,13 +91,13 @@ def test_html_error_page_and_non_json_body_are_bounded_errors(sim_factory) -> No
     sim.faults.rate_502 = 1.0
     harness = Harness(sim.base_url, max_retries=1)
     with pytest.raises(LettaHTTPError) as caught:
-        harness.call(lambda c: c.list_runs_page(limit=10))
+        harness.call(lambda c: first_page(c, 10))
     assert caught.value.status == 502 and len(str(caught.value)) < 300
 
     sim.faults.rate_502, sim.faults.rate_malformed = 0.0, 1.0
     harness = Harness(sim.base_url, max_retries=1)
     with pytest.raises(LettaMalformedResponse):
-        harness.call(lambda c: c.list_runs_page(limit=10))
+        harness.call(lambda c: first_page(c, 10))
     samples = served_samples(harness.metrics)
     assert samples[("letta_exporter_api_malformed_responses_total", (("endpoint", "list_runs"),))] == 2
 
@@ -98,7 +106,7 @@ def test_client_errors_are_not_retried(sim_factory) -> None:
     sim = sim_factory()
     harness = Harness(sim.base_url, max_retries=3)
     with pytest.raises(LettaHTTPError) as caught:
-        harness.call(lambda c: c.list_runs_page(limit=5000))
+        harness.call(lambda c: first_page(c, 5000))
     assert caught.value.status == 422 and "less than or equal to 1000" in str(caught.value)
     assert harness.codes() == {"422": 1} and harness.waits == []
 
@@ -121,7 +129,7 @@ def test_slow_replies_time_out_and_are_counted(sim_factory) -> None:
     harness = Harness(sim.base_url, max_retries=1, timeout=0.2)
     started = time.monotonic()
     with pytest.raises(LettaTransportError):
-        harness.call(lambda c: c.list_runs_page(limit=10))
+        harness.call(lambda c: first_page(c, 10))
     assert time.monotonic() - started < 1.5
     assert harness.codes() == {"timeout": 2}
 
@@ -129,7 +137,7 @@ def test_slow_replies_time_out_and_are_counted(sim_factory) -> None:
 def test_connection_refused_is_a_transport_error() -> None:
     harness = Harness(f"http://127.0.0.1:{free_port()}", max_retries=2)
     with pytest.raises(LettaTransportError):
-        harness.call(lambda c: c.list_runs_page(limit=10))
+        harness.call(lambda c: first_page(c, 10))
     assert harness.codes() == {"transport_error": 3}
 
 
@@ -137,7 +145,7 @@ def test_headers_and_methods(sim_factory) -> None:
     sim = sim_factory(api_key="sk-let-header-check-123456")
     sim.burst(2)
     harness = Harness(sim.base_url, api_key="sk-let-header-check-123456")
-    runs = harness.call(lambda c: c.list_runs_page(limit=10))
+    runs = harness.call(lambda c: first_page(c, 10))
     assert len(runs) == 2
     (request,) = sim.requests
     assert request.method == "GET"
@@ -146,7 +154,7 @@ def test_headers_and_methods(sim_factory) -> None:
 
     no_key = Harness(sim.base_url, max_retries=0)
     with pytest.raises(LettaHTTPError) as caught:
-        no_key.call(lambda c: c.list_runs_page(limit=10))
+        no_key.call(lambda c: first_page(c, 10))
     assert caught.value.status == 401
 
 
@@ -155,7 +163,7 @@ def test_rate_cap_spaces_requests(sim_factory) -> None:
     harness = Harness(sim.base_url, max_requests_per_second=20)
 
     async def many(client: LettaClient):
-        await asyncio.gather(*(client.list_runs_page(limit=1) for _ in range(11)))
+        await asyncio.gather(*(first_page(client, 1) for _ in range(11)))
 
     started = time.monotonic()
     harness.call(many)

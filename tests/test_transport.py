@@ -17,6 +17,7 @@ from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaTransportError
 from exporter.letta.transport import AsyncioTransport, environment_proxy, letta_transport
 from tests.hostile_server import HostileLetta, run_json
+from tests.test_client import first_page
 from tests.test_web_security import make_cert
 
 
@@ -113,7 +114,7 @@ def test_a_pooled_connection_the_server_closed_is_not_reused() -> None:
         client = LettaClient(f"http://127.0.0.1:{server.server_address[1]}", observer=observed)
         try:
             for _ in range(3):
-                assert await client.list_runs_page(limit=10) == []
+                assert await first_page(client, 10) == []
                 await asyncio.sleep(0.1)  # the server's close reaches the idle connection
         finally:
             await client.aclose()
@@ -130,6 +131,6 @@ def test_a_pooled_connection_the_server_closed_is_not_reused() -> None:
 async def _list_runs(url: str, max_retries: int = 3) -> list[Any]:
     client = LettaClient(url, max_retries=max_retries, backoff_base=0.01)
     try:
-        return await client.list_runs_page(limit=10)
+        return await first_page(client, 10)
     finally:
         await client.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -11,9 +12,12 @@ from pathlib import Path
 import bcrypt
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from exporter.config import ConfigError
-from exporter.webconfig import BasicAuth, load_web_config
+from exporter.exposition import Exposition
+from exporter.server import HttpServer, make_app
+from exporter.webconfig import BasicAuth, WebConfig, load_web_config
 from tests.support import ExporterProcess
 from tests.test_config import run_cli
 
@@ -70,6 +74,21 @@ def test_metrics_over_tls_with_basic_auth(sim_factory, tmp_path) -> None:
     finally:
         exporter.stop()
     assert PASSWORD not in exporter.logs()
+
+
+def test_a_client_that_never_starts_tls_does_not_hold_up_the_others(tmp_path) -> None:
+    cert, key = make_cert(tmp_path)
+    app = make_app(Exposition(CollectorRegistry()), lambda: True)
+    server = HttpServer(app, "127.0.0.1", 0, ssl_context=WebConfig(cert, key).ssl_context()).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)):  # connects, never says hello
+            trust = ssl.create_default_context(cafile=str(cert))
+            response = httpx.get(f"https://127.0.0.1:{server.port}/healthz", verify=trust, timeout=5)
+        assert response.status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=2)  # plain HTTP is refused
+    finally:
+        server.stop()
 
 
 def _wait_https(client: httpx.Client, url: str) -> None:

@@ -17,7 +17,7 @@ import random
 import ssl
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, Protocol, TypeVar
@@ -34,7 +34,7 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaTransportError,
 )
-from exporter.letta.models import Agent, Run, RunMetrics, Step, Tool, UsageStatistics, as_utc
+from exporter.letta.models import Named, Run, RunMetrics, Step, UsageStatistics, as_utc
 from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
 from exporter.letta.ratelimit import AdaptiveRateLimiter
 from exporter.letta.transport import letta_transport
@@ -47,7 +47,9 @@ MAX_DETAIL_CHARS = 200
 # compressed reply can grow to in memory before it is refused.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 INFLATE_PIECE = 256 * 1024
+BACKOFF_MAX = 30.0  # seconds: the longest wait between attempts, whatever Retry-After asks
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_HTTP_ERRORS: dict[int, type[LettaHTTPError]] = {404: LettaNotFound, 501: LettaNotImplemented}
 
 
 class RequestObserver(CursorObserver, Protocol):
@@ -56,34 +58,29 @@ class RequestObserver(CursorObserver, Protocol):
     def observe_malformed(self, endpoint: str) -> None: ...
 
 
-class _NullObserver:
-    def observe_request(self, endpoint: str, code: str, seconds: float) -> None:
-        pass
-
-    def observe_malformed(self, endpoint: str) -> None:
-        pass
-
-    def observe_cursor(self, endpoint: str, order: str, param: str, semantics: str) -> None:
-        pass
+class _NullObserver(RequestObserver):
+    """Observes nothing: a protocol's methods, inherited, do nothing."""
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
+    """Retry-After as seconds (it is a number of seconds or an HTTP date); None if absent or unreadable."""
+    value = response.headers.get("retry-after", "")
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
     try:
-        moment = email.utils.parsedate_to_datetime(value)
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-    return max(0.0, moment.timestamp() - time.time())
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BadBody(Exception):
+    """A reply's body refused as it streamed in; ``code`` is what the request is counted as."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class _Retry(Exception):
@@ -94,45 +91,30 @@ class _Retry(Exception):
         self.after = after
 
 
-class _BoundedBody:
-    """Collects a reply's body, undoing gzip/deflate as it streams in, and stops the moment the
-    *decoded* size passes the cap: a small compressed body can decode to gigabytes."""
-
-    def __init__(self, content_encoding: str, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self.chunks: list[bytes] = []
-        encoding = content_encoding.strip().lower()
-        # wbits=47 takes a gzip or a zlib header, whichever comes.
-        self._inflate = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None
-
-    def feed(self, raw: bytes) -> None:
-        if self._inflate is None:
-            self._keep(raw)
-            return
-        data = raw
+async def _read_body(stream: AsyncIterable[bytes], content_encoding: str, limit: int) -> bytes:
+    """A reply's body, gzip/deflate undone as it streams in, refused the moment the *decoded* size
+    passes ``limit``: a small compressed body can decode to gigabytes."""
+    encoding = content_encoding.strip().lower()
+    # wbits=47 takes a gzip or a zlib header, whichever comes.
+    inflate = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None
+    chunks: list[bytes] = []
+    size = 0
+    async for data in stream:
         while data:
-            try:
-                # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
-                out = self._inflate.decompress(data, min(INFLATE_PIECE, self.limit - self.size + 1))
-            except zlib.error as exc:
-                raise _BadEncoding(f"does not decode ({exc})") from None
-            self._keep(out)
-            data = self._inflate.unconsumed_tail
-
-    def _keep(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.limit:
-            raise _BodyTooLarge(f"over {self.limit} bytes decoded")
-        if data:
-            self.chunks.append(data)
-
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-
-class _BadEncoding(Exception):
-    pass
+            if inflate is None:
+                out, data = data, b""
+            else:
+                try:
+                    # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
+                    out = inflate.decompress(data, min(INFLATE_PIECE, limit - size + 1))
+                except zlib.error as exc:
+                    raise _BadBody("bad_encoding", f"does not decode ({exc})") from None
+                data = inflate.unconsumed_tail
+            size += len(out)
+            if size > limit:
+                raise _BadBody("body_too_large", f"over {limit} bytes decoded")
+            chunks.append(out)
+    return b"".join(chunks)
 
 
 def _detail(body: bytes) -> str:
@@ -156,9 +138,7 @@ class LettaClient:
         timeout: float = 10.0,
         max_retries: int = 3,
         backoff_base: float = 0.25,
-        backoff_max: float = 30.0,
         max_requests_per_second: float = 0.0,
-        max_body_bytes: int = MAX_BODY_BYTES,
         max_connections: int = 12,
         observer: RequestObserver | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
@@ -167,26 +147,24 @@ class LettaClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._headers = httpx.Headers(headers)
-        self._root = httpx.URL(base_url.rstrip("/"))
+        root = httpx.URL(base_url.rstrip("/"))
         self._timeouts = {"timeout": httpx.Timeout(timeout).as_dict()}
         # Requests go straight to the transport: an AsyncClient's per-request work (URL merging,
         # cookies, auth and redirect flows) cost more CPU than the exchange itself, and this client
         # needs none of it (docs/bench.md, "Request path").
         self._transport = letta_transport(
-            self._root,
+            root,
             # httpcore checks every pooled connection on every request: a pool sized to what is in
             # flight (enrichment workers, discovery, look-ups) costs a fraction of a large one.
             httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
         self.max_retries = max_retries
-        self.base_url = str(self._root)
+        self.base_url = str(root)
         self.key_set = bool(api_key)
-        url = self._root
-        self._where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        self._where = f"{root.host}:{root.port or (443 if root.scheme == 'https' else 80)}"
         self.total_timeout = timeout * 3
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = MAX_BODY_BYTES
         self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
         self.limiter = AdaptiveRateLimiter(max_requests_per_second)
         self.observer: RequestObserver = observer or _NullObserver()
         self.cursors = CursorBehaviour(self.observer)
@@ -199,7 +177,7 @@ class LettaClient:
     # -- transport ---------------------------------------------------------------------------
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
+        return random.uniform(0, min(BACKOFF_MAX, self.backoff_base * 2**attempt))
 
     async def _fetch(self, path: str, params: Any) -> tuple[httpx.Response, bytes]:
         """One exchange, bounded in time as a whole (a slow-loris reply trickling bytes under the
@@ -208,13 +186,12 @@ class LettaClient:
         request = httpx.Request("GET", url, headers=self._headers, extensions=self._timeouts)
         async with asyncio.timeout(self.total_timeout):
             response = await self._transport.handle_async_request(request)
+            encoding = response.headers.get("content-encoding", "")
             try:
-                body = _BoundedBody(response.headers.get("content-encoding", ""), self.max_body_bytes)
-                async for chunk in response.stream:  # type: ignore[union-attr]
-                    body.feed(chunk)
+                body = await _read_body(response.stream, encoding, self.max_body_bytes)  # type: ignore[arg-type]
             finally:
                 await response.aclose()
-            return response, body.body()
+            return response, body
 
     async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
         """GET ``path`` and decode JSON, retrying what ``_exchange`` says is worth retrying, after
@@ -232,7 +209,7 @@ class LettaClient:
                 if attempt >= self.max_retries:
                     raise retry.error from None
                 after = retry.after
-                wait = min(after, self.backoff_max) if after is not None else self._backoff(attempt)
+                wait = min(after, BACKOFF_MAX) if after is not None else self._backoff(attempt)
                 log.debug("retrying %s in %.2fs after: %s", endpoint, wait, retry.error)
                 attempt += 1
                 await self._sleep(wait)
@@ -253,9 +230,8 @@ class LettaClient:
             self.observer.observe_request(endpoint, "transport_error", time.perf_counter() - started)
             what = f"cannot reach {self._where}: {_os_error(exc)} ({type(exc).__name__})"
             raise _Retry(LettaTransportError(endpoint, what)) from None
-        except (_BodyTooLarge, _BadEncoding) as exc:
-            code = "body_too_large" if isinstance(exc, _BodyTooLarge) else "bad_encoding"
-            self.observer.observe_request(endpoint, code, time.perf_counter() - started)
+        except _BadBody as exc:
+            self.observer.observe_request(endpoint, exc.code, time.perf_counter() - started)
             self.observer.observe_malformed(endpoint)
             raise _Retry(LettaMalformedResponse(endpoint, f"body {exc}")) from None
         elapsed = time.perf_counter() - started
@@ -268,13 +244,8 @@ class LettaClient:
             except (ValueError, UnicodeDecodeError, RecursionError):
                 self.observer.observe_malformed(endpoint)
                 raise _Retry(LettaMalformedResponse(endpoint, "body is not JSON")) from None
-        detail = _detail(body)
-        if status == 404:
-            raise LettaNotFound(endpoint, status, detail)
-        if status == 501:
-            raise LettaNotImplemented(endpoint, status, detail)
-        error = LettaHTTPError(endpoint, status, detail)
-        if error.retryable:
+        error = _HTTP_ERRORS.get(status, LettaHTTPError)(endpoint, status, _detail(body))
+        if status == 429 or (status >= 500 and status != 501):
             raise _Retry(error, after=_retry_after_seconds(response))
         raise error
 
@@ -316,34 +287,22 @@ class LettaClient:
 
     # -- Runs API ----------------------------------------------------------------------------
 
-    async def list_runs_page(
-        self,
-        *,
-        limit: int,
-        cursor: tuple[Param, str] | None = None,
-        active: bool = False,
-        known: Callable[[str], bool] | None = None,
-    ) -> list[Run]:
-        """One page of runs, newest first; ``cursor`` is (``before`` or ``after``, a run ID). Runs
-        for which ``known(id)`` holds are not validated: only their ID and ``created_at`` are read,
-        which is all a listing of a run already handled is good for (paging and the horizon)."""
-        params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", limit)]
-        if cursor is not None:
-            params.append(cursor)
-        if active:
-            params.append(("active", "true"))
-        shortcut = (lambda raw: _known_run(raw, known)) if known is not None else None
-        return await self._get_list("list_runs", "/v1/runs/", Run, params, shortcut=shortcut)
-
     def iter_runs(
         self, *, page_size: int, active: bool = False, known: Callable[[str], bool] | None = None
     ) -> CursorWalk[Run]:
         """Pages of runs, newest first (so discovery can stop at its horizon), until a short page;
-        each next page is read with whichever parameter this server continues such a list with."""
+        each next page is read with whichever parameter this server continues such a list with.
+        Runs for which ``known(id)`` holds are not validated: only their ID and ``created_at`` are
+        read, which is all a listing of a run already handled is good for (paging and the horizon)."""
+        shortcut = (lambda raw: _known_run(raw, known)) if known is not None else None
 
         async def fetch(param: Param | None, cursor: str | None) -> list[Run]:
-            at = (param, cursor) if param is not None and cursor is not None else None
-            return await self.list_runs_page(limit=page_size, cursor=at, active=active, known=known)
+            params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", page_size)]
+            if param is not None and cursor is not None:
+                params.append((param, cursor))
+            if active:
+                params.append(("active", "true"))
+            return await self._get_list("list_runs", "/v1/runs/", Run, params, shortcut=shortcut)
 
         return CursorWalk("list_runs", fetch, page_size=page_size, descending=True,
                           behaviour=self.cursors, ident=attrgetter("id"), key=_run_key)  # fmt: skip
@@ -377,11 +336,11 @@ class LettaClient:
             raise LettaMalformedResponse("retrieve_trace_for_run", "expected a list of spans")
         return [row for row in body if isinstance(row, dict)]
 
-    async def retrieve_agent(self, agent_id: str) -> Agent:
-        return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Agent)
+    async def retrieve_agent(self, agent_id: str) -> Named:
+        return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Named)
 
-    async def retrieve_tool(self, tool_id: str) -> Tool:
-        return await self._get_model("retrieve_tool", f"/v1/tools/{tool_id}", Tool)
+    async def retrieve_tool(self, tool_id: str) -> Named:
+        return await self._get_model("retrieve_tool", f"/v1/tools/{tool_id}", Named)
 
 
 def _known_run(raw: Any, known: Callable[[str], bool]) -> Run | None:

@@ -16,10 +16,6 @@ class LettaHTTPError(LettaError):
         super().__init__(endpoint, f"HTTP {status}: {detail}")
         self.status = status
 
-    @property
-    def retryable(self) -> bool:
-        return self.status == 429 or (self.status >= 500 and self.status != 501)
-
 
 class LettaNotFound(LettaHTTPError):
     """404: the run (or agent) is gone, usually deleted."""

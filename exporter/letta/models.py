@@ -2,9 +2,9 @@
 
 Models are deliberately lenient: Letta adds fields and enum values over time, and real servers
 return shapes the spec does not promise (naive timestamps, unlisted fields, nulls everywhere).
-Unknown fields are accepted and dropped (a finished run waits in memory for its enrichment, so it
-keeps only what the exporter reads), enums are plain strings, and every figure the exporter does not
-strictly need is optional.
+Unknown fields are accepted and dropped, pydantic's default (a finished run waits in memory for its
+enrichment, so it keeps only what the exporter reads), enums are plain strings, and every figure the
+exporter does not strictly need is optional.
 """
 
 from __future__ import annotations
@@ -13,28 +13,10 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, field_validator
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 ACTIVE_STATUSES = ("created", "running")
-
-KNOWN_STATUSES = ("created", "running", "completed", "failed", "cancelled")
-KNOWN_STOP_REASONS = (
-    "end_turn",
-    "error",
-    "llm_api_error",
-    "invalid_llm_response",
-    "invalid_tool_call",
-    "max_steps",
-    "max_tokens_exceeded",
-    "no_tool_call",
-    "tool_rule",
-    "cancelled",
-    "insufficient_credits",
-    "requires_approval",
-    "context_window_overflow_in_system_prompt",
-)
-
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
@@ -51,10 +33,6 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=False)
 
 
 def _non_negative_int(value: Any) -> int | None:
@@ -79,7 +57,7 @@ Count = Annotated[int | None, BeforeValidator(_non_negative_int)]
 StopReason = Annotated[str | None, BeforeValidator(_stop_reason)]
 
 
-class Run(_Lenient):
+class Run(BaseModel):
     id: str
     status: str = "created"
     created_at: datetime | None = None
@@ -112,17 +90,17 @@ class Run(_Lenient):
         return self.status in TERMINAL_STATUSES
 
 
-class PromptTokenDetails(_Lenient):
+class PromptTokenDetails(BaseModel):
     cached_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_creation_tokens: int | None = None
 
 
-class CompletionTokenDetails(_Lenient):
+class CompletionTokenDetails(BaseModel):
     reasoning_tokens: int | None = None
 
 
-class UsageStatistics(_Lenient):
+class UsageStatistics(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
@@ -130,7 +108,7 @@ class UsageStatistics(_Lenient):
     completion_tokens_details: CompletionTokenDetails | None = None
 
 
-class RunMetrics(_Lenient):
+class RunMetrics(BaseModel):
     run_ns: Count = None
     num_steps: Count = None
     tools_used: list[str] | None = None
@@ -143,7 +121,7 @@ class RunMetrics(_Lenient):
         return [str(item) for item in value if item is not None]
 
 
-class Step(_Lenient):
+class Step(BaseModel):
     id: str | None = None
     provider_name: str | None = None
     model: str | None = None
@@ -165,11 +143,8 @@ class Step(_Lenient):
         return self.model or self.model_handle or "unknown"
 
 
-class Agent(_Lenient):
-    id: str
-    name: str | None = None
+class Named(BaseModel):
+    """An agent or a tool, as far as the exporter reads either: its ID and name."""
 
-
-class Tool(_Lenient):
     id: str
     name: str | None = None

@@ -28,10 +28,6 @@ class CursorObserver(Protocol):
     def observe_cursor(self, endpoint: str, order: str, param: str, semantics: str) -> None: ...
 
 
-def _other(param: Param) -> Param:
-    return "before" if param == "after" else "after"
-
-
 class CursorBehaviour:
     """Which parameter continues each list past a cursor, as learnt from the server's answers."""
 
@@ -108,7 +104,8 @@ class CursorWalk(Generic[RowT]):
         if cursor is None:
             raise LettaMalformedResponse(self.endpoint, "a full page ends in a row without an id to page on")
         behaviour = self._behaviour
-        param, other = behaviour.param(self.endpoint), _other(behaviour.param(self.endpoint))
+        param = behaviour.param(self.endpoint)
+        other: Param = "before" if param == "after" else "after"
         page, full = await self._read(param, cursor)
         if self._moved_past(page, cursor_row):
             if page:

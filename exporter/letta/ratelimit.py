@@ -39,7 +39,7 @@ class AdaptiveRateLimiter:
         self._last_change = clock()
         self._last_decrease = float("-inf")
         self._recent: float | None = None  # fast moving mean of latency
-        self._best: float | None = None  # slow: the latency this server gives when unloaded
+        self._best = float("inf")  # slow: the latency this server gives when unloaded
 
     @property
     def capped(self) -> bool:
@@ -76,12 +76,10 @@ class AdaptiveRateLimiter:
     def _observe_latency(self, seconds: float) -> None:
         recent = seconds if self._recent is None else self._recent + 0.2 * (seconds - self._recent)
         self._recent = recent
-        if self._best is None or recent < self._best:
+        if recent < self._best:
             self._best = recent
         else:
             self._best += 0.001 * (recent - self._best)  # a server that got slower for good
 
     def _latency_holds(self) -> bool:
-        if self._recent is None or self._best is None:
-            return True
-        return self._recent <= LATENCY_SLACK * max(self._best, LATENCY_FLOOR)
+        return self._recent is None or self._recent <= LATENCY_SLACK * max(self._best, LATENCY_FLOOR)

@@ -106,11 +106,11 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 class AsyncioTransport(httpx.AsyncHTTPTransport):
     """``httpx.AsyncHTTPTransport`` whose pool runs on ``AsyncioBackend`` (HTTP/1.1, no proxy)."""
 
-    def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(limits=limits, verify=verify)
+    def __init__(self, *, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits)
         # httpx has no parameter for the network backend: its pool is made again with one.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
+            ssl_context=httpx.create_ssl_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from exporter.letta.models import KNOWN_STATUSES, KNOWN_STOP_REASONS
 from exporter.simulator.runs import (
     REDIS_REFUSAL,
     Agent,
@@ -39,9 +38,25 @@ REQUEST_CONFIG = {
     "include_return_message_types": None,
 }
 CALLBACK_SEND_DELAY_US = 40_000
-# Letta 0.16.8's RunStatus and StopReasonType, as its 400 and 422 list them.
-RUN_STATUSES = KNOWN_STATUSES
-STOP_REASONS = KNOWN_STOP_REASONS
+# The RunStatus and StopReasonType enums of Letta's OpenAPI spec (Runs subset, openapi-runs.json),
+# in its order, which is also the order Letta 0.16.8's 400 and 422 list them in. Taken from the
+# spec, not from exporter.letta: the simulator tests the client, so it must not share its models.
+RUN_STATUSES = ("created", "running", "completed", "failed", "cancelled")
+STOP_REASONS = (
+    "end_turn",
+    "error",
+    "llm_api_error",
+    "invalid_llm_response",
+    "invalid_tool_call",
+    "max_steps",
+    "max_tokens_exceeded",
+    "no_tool_call",
+    "tool_rule",
+    "cancelled",
+    "insufficient_credits",
+    "requires_approval",
+    "context_window_overflow_in_system_prompt",
+)
 
 
 def to_datetime(us: int) -> datetime:
