@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
 from exporter.tracker import RunTracker
 
@@ -20,14 +21,14 @@ class ActivityLog:
         self,
         metrics: ExporterMetrics,
         tracker: RunTracker,
+        client: LettaClient,
         *,
-        base_url: str,
         every: float = SUMMARY_EVERY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = metrics
         self.tracker = tracker
-        self.base_url = base_url
+        self.client = client
         self.every = every
         self.clock = clock
         self._first_done = False
@@ -38,7 +39,7 @@ class ActivityLog:
         if reached and not self._first_done:
             self._first_done = True
             log.info("first poll reached Letta at %s: %d runs seen, %d in flight, %d agents",
-                     self.base_url, seen, len(self.tracker.in_flight), agents)  # fmt: skip
+                     self.client.base_url, seen, len(self.tracker.in_flight), agents)  # fmt: skip
         if self._last is None:
             self._last = (now, *self._figures())
             return
@@ -52,20 +53,10 @@ class ActivityLog:
             "last %.0f min: %d runs counted, %d Letta API calls (%d answered 429), request rate %.0f/s, "
             "%d runs pending, oldest unrecorded waited %.0fs",
             (now - since) / 60, runs - runs0, calls - calls0, throttled - throttled0,
-            self._request_rate(), len(self.tracker.pending), lag,
+            self.client.limiter.limit, len(self.tracker.pending), lag,
         )  # fmt: skip
         self._last = (now, runs, calls, throttled)
 
     def _figures(self) -> tuple[float, float, float]:
         runs = sum(self.metrics.totals.counters["letta_runs"].copy().values())
-        calls = throttled = 0.0
-        for family in self.metrics.api_requests.collect():
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    calls += sample.value
-                    if sample.labels.get("code") == "429":
-                        throttled += sample.value
-        return runs, calls, throttled
-
-    def _request_rate(self) -> float:
-        return next(s.value for f in self.metrics.request_rate.collect() for s in f.samples)
+        return runs, self.client.requests_sent, self.client.limiter.throttled

@@ -70,8 +70,7 @@ def build_exporter(settings: Settings) -> Exporter:
         max_connections=2 * settings.concurrency + 4,  # workers, discovery's own reads, look-ups
         observer=metrics,
     )
-    limiter = client.limiter
-    metrics.request_rate.set_function(lambda: limiter.rate if limiter.capped else 0.0)
+    metrics.request_rate.set_function(lambda: client.limiter.limit)
     tracker = RunTracker(overlap=settings.discovery_overlap, capacity=settings.max_pending)
     traces = build_pipeline(
         settings,
@@ -115,7 +114,7 @@ def build_exporter(settings: Settings) -> Exporter:
             "tool", metrics.tools_used, client.retrieve_tool, metrics.set_tool_names, calls=calls
         )
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
-    activity = ActivityLog(metrics, tracker, base_url=settings.base_url)
+    activity = ActivityLog(metrics, tracker, client)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
                     catch_up=settings.poll_interval / 2)  # fmt: skip
     exporter = Exporter(settings, metrics, client, tracker, poller, enricher, traces=traces)

@@ -18,7 +18,7 @@ def test_first_poll_line_then_a_summary_each_period(sim_factory, caplog) -> None
 
     async def scenario():
         exporter = make_exporter(sim)
-        exporter.poller.activity = ActivityLog(exporter.metrics, exporter.tracker, base_url=sim.base_url,
+        exporter.poller.activity = ActivityLog(exporter.metrics, exporter.tracker, exporter.client,
                                                every=300, clock=clock)  # fmt: skip
         await poll_new_runs(exporter, sim, 9)
         clock.advance(299)

@@ -63,9 +63,17 @@ def test_does_not_grow_while_latency_climbs() -> None:
 
 def test_no_ceiling_means_no_cap_and_no_adapting() -> None:
     limiter = AdaptiveRateLimiter(0)
-    assert not limiter.capped
+    assert not limiter.capped and limiter.limit == 0
     limiter.answered(0.01, throttled=True)
     asyncio.run(limiter.acquire())  # returns at once
+    assert limiter.throttled == 1  # 429s are counted (for the activity log) all the same
+
+
+def test_429s_are_counted_capped_or_not() -> None:
+    limiter = AdaptiveRateLimiter(40)
+    for throttled in (True, False, True):
+        limiter.answered(0.01, throttled=throttled)
+    assert limiter.throttled == 2 and limiter.limit == limiter.rate > 0
 
 
 def drain(sim, **settings: object) -> tuple[float, float, float]:

@@ -40,10 +40,16 @@ class AdaptiveRateLimiter:
         self._last_decrease = float("-inf")
         self._recent: float | None = None  # fast moving mean of latency
         self._best = float("inf")  # slow: the latency this server gives when unloaded
+        self.throttled = 0  # 429 answers so far
 
     @property
     def capped(self) -> bool:
         return self.ceiling > 0
+
+    @property
+    def limit(self) -> float:
+        """The rate in force, 0 when there is no cap."""
+        return self.rate if self.capped else 0.0
 
     async def acquire(self) -> None:
         if not self.capped:
@@ -57,6 +63,7 @@ class AdaptiveRateLimiter:
 
     def answered(self, seconds: float, *, throttled: bool) -> None:
         """Take in one HTTP answer: its latency, and whether it was a 429."""
+        self.throttled += throttled
         if not self.capped:
             return
         now = self.clock()
