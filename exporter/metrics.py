@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter as CounterOf
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
@@ -84,125 +85,113 @@ class ExporterMetrics:
         )
         self.exposition = Exposition(registry, extra=TotalsText(self.totals).render)
 
-        self.active_runs = Gauge(
+        counter, gauge = partial(Counter, registry=registry), partial(Gauge, registry=registry)
+        histogram, info = partial(Histogram, registry=registry), partial(Info, registry=registry)
+        self.active_runs = gauge(
             "letta_active_runs", "Runs in flight (created or running) at the last poll.",
-            ["agent_id", "status"] if agent_label else ["status"], registry=registry,
+            ["agent_id", "status"] if agent_label else ["status"],
         )  # fmt: skip
         self._active: CounterOf[tuple[str, ...]] = CounterOf()
         # Set by each poll; the scrape computes the ages from them, so they keep growing.
         self.oldest_active_created_at: float | None = None
         # When the longest-waiting finished run finished (admitted for enrichment, or left in Letta).
         self.oldest_unrecorded_finished_at: float | None = None
-        self.active_max_age = Gauge(
+        self.active_max_age = gauge(
             "letta_active_run_max_age_seconds",
             "Age of the oldest run still in flight (0 when none): a growing value means a stuck run.",
-            registry=registry,
         )
         self.active_max_age.set_function(lambda: _age(self.oldest_active_created_at))
-        self.unrecorded_age = Gauge(
+        self.unrecorded_age = gauge(
             "letta_exporter_oldest_unrecorded_run_age_seconds",
             "Time since the longest-waiting finished run finished, while it is not yet recorded (0 "
-            "when none waits): growing means the exporter is falling behind Letta.", registry=registry,
+            "when none waits): growing means the exporter is falling behind Letta.",
         )  # fmt: skip
         self.unrecorded_age.set_function(lambda: _age(self.oldest_unrecorded_finished_at))
-        self.agent_info = Info(
-            "letta_agent", "Names, always 1; join with * on(agent_id) group_left(agent_name).",
-            ["agent_id"], registry=registry,
-        )  # fmt: skip
-        self.tool_info = Info(
-            "letta_tool", "Names, always 1; join with * on(tool) group_left(tool_name).", ["tool"],
-            registry=registry,
-        )  # fmt: skip
-        self.up = Gauge("letta_exporter_up", "1 when the last poll reached Letta, else 0.", registry=registry)
-        self.build_info = Info("letta_exporter_build", "Exporter build.", registry=registry)
+        self.agent_info = info(
+            "letta_agent", "Names, always 1; join with * on(agent_id) group_left(agent_name).", ["agent_id"]
+        )
+        self.tool_info = info(
+            "letta_tool", "Names, always 1; join with * on(tool) group_left(tool_name).", ["tool"]
+        )
+        self.up = gauge("letta_exporter_up", "1 when the last poll reached Letta, else 0.")
+        self.build_info = info("letta_exporter_build", "Exporter build.")
         self.build_info.info({"version": __version__})
-        self.api_requests = Counter(
+        self.api_requests = counter(
             "letta_exporter_api_requests", "Requests to the Letta API by endpoint and HTTP code "
-            "(or 'timeout' / 'transport_error' when no HTTP answer came).",
-            ["endpoint", "code"], registry=registry,
+            "(or 'timeout' / 'transport_error' when no HTTP answer came).", ["endpoint", "code"],
         )  # fmt: skip
-        self.api_latency = Histogram(
-            "letta_exporter_api_request_duration_seconds", "Latency of Letta API requests.",
-            ["endpoint"], buckets=API_LATENCY_BUCKETS, registry=registry,
+        self.api_latency = histogram(
+            "letta_exporter_api_request_duration_seconds", "Latency of Letta API requests.", ["endpoint"],
+            buckets=API_LATENCY_BUCKETS,
         )  # fmt: skip
-        self.api_malformed = Counter(
-            "letta_exporter_api_malformed_responses", "Letta replies whose body could not be read.",
-            ["endpoint"], registry=registry,
-        )  # fmt: skip
-        self.poll_duration = Histogram(
-            "letta_exporter_poll_duration_seconds", "Time one poll tick took.",
-            buckets=POLL_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.poll_errors = Counter(
-            "letta_exporter_poll_errors", "Poll phases that failed after retries.",
-            ["phase"], registry=registry,
-        )  # fmt: skip
-        self.poll_failures = Counter(
+        self.api_malformed = counter(
+            "letta_exporter_api_malformed_responses",
+            "Letta replies whose body could not be read.",
+            ["endpoint"],
+        )
+        self.poll_duration = histogram(
+            "letta_exporter_poll_duration_seconds", "Time one poll tick took.", buckets=POLL_BUCKETS
+        )
+        self.poll_errors = counter(
+            "letta_exporter_poll_errors", "Poll phases that failed after retries.", ["phase"]
+        )
+        self.poll_failures = counter(
             "letta_exporter_poll_failures", "Polls that could not reach Letta, by the first cause: "
             "unauthorized (401/403: check LETTA_API_KEY), unreachable, timeout, rate_limited, "
-            "server_error, client_error, malformed, paging (list cursors ignored) or internal.",
-            ["reason"], registry=registry,
+            "server_error, client_error, malformed, paging (list cursors ignored) or internal.", ["reason"],
         )  # fmt: skip
-        self.last_success = Gauge(
+        self.last_success = gauge(
             "letta_exporter_last_successful_poll_timestamp_seconds",
-            "Unix time of the last poll that reached Letta.", registry=registry,
-        )  # fmt: skip
-        self.tracked = Gauge(
-            "letta_exporter_tracked_runs", "Runs the exporter holds: in flight or awaiting enrichment.",
-            registry=registry,
-        )  # fmt: skip
-        self.enrichment_queue = Gauge(
+            "Unix time of the last poll that reached Letta.",
+        )
+        self.tracked = gauge(
+            "letta_exporter_tracked_runs", "Runs the exporter holds: in flight or awaiting enrichment."
+        )
+        self.enrichment_queue = gauge(
             "letta_exporter_enrichment_queue_runs", "Finished runs ready for an enrichment worker and "
             "waiting for one (the rest of the pending ones wait for late data or a retry).",
-            registry=registry,
         )  # fmt: skip
-        self.pending = Gauge(
-            "letta_exporter_pending_enrichment_runs", "Finished runs whose enrichment is still being read.",
-            registry=registry,
-        )  # fmt: skip
-        self.enrichment_failures = Counter(
-            "letta_exporter_enrichment_failures", "Enrichment reads that failed and will be retried.",
-            ["source"], registry=registry,
-        )  # fmt: skip
-        self.enrichment_given_up = Counter(
+        self.pending = gauge(
+            "letta_exporter_pending_enrichment_runs", "Finished runs whose enrichment is still being read."
+        )
+        self.enrichment_failures = counter(
+            "letta_exporter_enrichment_failures",
+            "Enrichment reads that failed and will be retried.",
+            ["source"],
+        )
+        self.enrichment_given_up = counter(
             "letta_exporter_enrichment_given_up", "Runs recorded without a source after its retries ran out.",
-            ["source"], registry=registry,
+            ["source"],
         )  # fmt: skip
-        self.runs_lost = Counter(
+        self.runs_lost = counter(
             "letta_exporter_runs_lost", "Runs given up before their outcome could be read: deleted in "
-            "Letta, or in flight past the age limit.", ["reason"], registry=registry,
+            "Letta, or in flight past the age limit.", ["reason"],
         )  # fmt: skip
-
-        self.request_rate = Gauge(
+        self.request_rate = gauge(
             "letta_exporter_request_rate_limit", "Requests per second the exporter allows itself to "
             "Letta now: grows while Letta answers without 429, halves on a 429 (0: no cap).",
-            registry=registry,
         )  # fmt: skip
-        self.list_cursors = Gauge(
+        self.list_cursors = gauge(
             "letta_exporter_list_cursor_info", "Which cursor parameter continues each Letta list, as "
             "learnt from the server's answers: semantics is spec (after= continues the sort order, as "
             "Letta Cloud) or reversed (as Letta 0.16.8's run list).",
-            ["endpoint", "order", "parameter", "semantics"], registry=registry,
+            ["endpoint", "order", "parameter", "semantics"],
         )  # fmt: skip
         self._cursor_labels: dict[str, tuple[str, str, str, str]] = {}
-        self.circuit_open = Gauge(
-            "letta_exporter_circuit_open", "1 while polls are paused because Letta keeps failing.",
-            registry=registry,
-        )  # fmt: skip
-        self.spans_exported = Counter(
+        self.circuit_open = gauge(
+            "letta_exporter_circuit_open", "1 while polls are paused because Letta keeps failing."
+        )
+        self.spans_exported = counter(
             "letta_exporter_spans_exported", "Trace spans by what became of them: success, failure "
             "(refused, or unreachable through the retries) or dropped (queue full, or still queued at "
-            "shutdown).", ["result"], registry=registry,
+            "shutdown).", ["result"],
         )  # fmt: skip
-        self.state_saves = Counter(
-            "letta_exporter_state_saves", "State file writes by result.", ["result"], registry=registry
+        self.state_saves = counter("letta_exporter_state_saves", "State file writes by result.", ["result"])
+        self.state_load_failures = counter(
+            "letta_exporter_state_load_failures", "State files that could not be read and were moved aside."
         )
-        self.state_load_failures = Counter(
-            "letta_exporter_state_load_failures", "State files that could not be read and were moved aside.",
-            registry=registry,
-        )  # fmt: skip
 
-        for counter, values in (
+        for family, values in (
             (self.poll_errors, POLL_PHASES),
             (self.poll_failures, FAILURE_REASONS),
             (self.enrichment_failures, ENRICHMENT_SOURCES),
@@ -212,7 +201,7 @@ class ExporterMetrics:
             (self.state_saves, SAVE_RESULTS),
         ):
             for value in values:
-                counter.labels(value)
+                family.labels(value)
         for outcome in CALLBACK_OUTCOMES:
             self.totals.touch("letta_run_callbacks", (outcome,))
         if not agent_label:
