@@ -157,12 +157,6 @@ def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable
     return save
 
 
-def last_success(metrics: ExporterMetrics) -> float | None:
-    """Unix time of the last poll that reached Letta, or ``None`` before the first."""
-    value = metrics.last_success.collect()[0].samples[0].value
-    return value or None
-
-
 def metrics_url(settings: Settings, port: int, tls: bool) -> str:
     host = settings.listen_address
     host = f"[{host}]" if ":" in host else host
@@ -182,7 +176,7 @@ async def serve(settings: Settings, on_serving: Callable[[str], None] | None = N
 
     web = load_web_config(settings.web_config_file) if settings.web_config_file else WebConfig()
     auth = BasicAuth(web.users) if web.users else None
-    status = Status(settings.base_url, lambda: last_success(exporter.metrics))
+    status = Status(settings.base_url, lambda: poller.last_success_at)
     server = HttpServer(
         make_app(exporter.metrics.exposition, poller.ready.is_set, auth, status),
         settings.listen_address,

@@ -52,6 +52,7 @@ class Poller:
         # out: the rest is published by later polls.
         self.catch_up = catch_up
         self.ready = asyncio.Event()
+        self.last_success_at: float | None = None  # Unix time of the last poll that reached Letta
         self._tick_lock = asyncio.Lock()
         self._ticking: asyncio.Task[Any] | None = None  # the tick under way, for stop() to wait for
         self._failure: BaseException | None = None
@@ -137,7 +138,8 @@ class Poller:
         metrics, tracker = self.metrics, self.tracker
         metrics.up.set(1 if reached else 0)
         if reached:
-            metrics.last_success.set(time.time())
+            self.last_success_at = time.time()
+            metrics.last_success.set(self.last_success_at)
             self.ready.set()
         metrics.tracked.set(tracker.size)
         metrics.pending.set(len(tracker.pending))
