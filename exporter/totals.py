@@ -192,6 +192,11 @@ class TotalsText:
         self._order: dict[str, list[Labels]] = {family.name: [] for family in FAMILIES}
         self._lines: dict[str, dict[Labels, tuple[float, bytes]]] = {family.name: {} for family in FAMILIES}
         self._headers = {family.name: _header(family) for family in FAMILIES}
+        self._bounds = {
+            family.name: [floatToGoString(b) for b in (*totals.buckets[family.buckets], math.inf)]
+            for family in FAMILIES
+            if family.kind == "histogram"
+        }
 
     def render(self) -> list[bytes]:
         """The text, in pieces: each the kept text of one series (or a family's header), shared
@@ -199,10 +204,22 @@ class TotalsText:
         parts: list[bytes] = []
         for family in FAMILIES:
             parts.append(self._headers[family.name])
-            if family.kind == "counter":
-                self._counter(family, parts)
-            else:
-                self._histogram(family, parts)
+            counter = family.kind == "counter"
+            series = (self.totals.counters if counter else self.totals.histograms)[family.name].copy()
+            names = self.totals.labels_of(family)
+            cache = self._lines[family.name]
+            for key in self._keys(family, series):
+                data = series[key]
+                # A histogram's version is read before its counts: a change after it is written next time.
+                stamp = data if counter else data.version
+                kept = cache.get(key)
+                if kept is None or kept[0] != stamp:
+                    if counter:
+                        text = _counter_line(family.name, names, key, data)
+                    else:
+                        text = _histogram_lines(family.name, names, key, self._bounds[family.name], data)
+                    kept = cache[key] = (stamp, text)
+                parts.append(kept[1])
         return parts
 
     def _keys(self, family: Family, series: dict[Labels, Any]) -> list[Labels]:
@@ -214,51 +231,28 @@ class TotalsText:
                 del lines[gone]
         return order
 
-    def _counter(self, family: Family, parts: list[bytes]) -> None:
-        series = self.totals.counters[family.name].copy()
-        names = self.totals.labels_of(family)
-        full = f"{family.name}_total"
-        cache = self._lines[family.name]
-        for key in self._keys(family, series):
-            value = series[key]
-            kept = cache.get(key)
-            if kept is None or kept[0] != value:
-                labels = _sorted_labels(names, key)
-                braces = f"{{{labels}}}" if labels else ""
-                kept = cache[key] = (value, f"{full}{braces} {floatToGoString(value)}\n".encode())
-            parts.append(kept[1])
-
-    def _histogram(self, family: Family, parts: list[bytes]) -> None:
-        series = self.totals.histograms[family.name].copy()
-        names = self.totals.labels_of(family)
-        cache = self._lines[family.name]
-        bounds: list[str] | None = None
-        for key in self._keys(family, series):
-            data = series[key]
-            version = data.version  # before the counts: a change after this is written next time
-            kept = cache.get(key)
-            if kept is None or kept[0] != version:
-                if bounds is None:
-                    bounds = [floatToGoString(b) for b in (*self.totals.buckets[family.buckets], math.inf)]
-                kept = cache[key] = (version, _histogram_lines(family.name, names, key, bounds, data))
-            parts.append(kept[1])
-
 
 def _header(family: Family) -> bytes:
     name = f"{family.name}_total" if family.kind == "counter" else family.name
     return f"# HELP {name} {family.help}\n# TYPE {name} {family.kind}\n".encode()
 
 
-def _sorted_labels(names: Sequence[str], values: Sequence[str]) -> str:
+def _pairs(names: Sequence[str], values: Sequence[str]) -> list[str]:
     # prometheus-client writes label pairs sorted by name; the same here, so the two agree.
-    return ",".join(f'{name}="{_escape(value)}"' for name, value in sorted(zip(names, values, strict=True)))
+    return [f'{name}="{_escape(value)}"' for name, value in sorted(zip(names, values, strict=True))]
+
+
+def _counter_line(name: str, names: Sequence[str], key: Labels, value: float) -> bytes:
+    labels = ",".join(_pairs(names, key))
+    braces = f"{{{labels}}}" if labels else ""
+    return f"{name}_total{braces} {floatToGoString(value)}\n".encode()
 
 
 def _histogram_lines(
     name: str, names: Sequence[str], key: Labels, bounds: list[str], data: HistogramData
 ) -> bytes:
     # Label pairs sorted by name put le in one place: each series' pairs are split around it once.
-    pairs = [f'{label}="{_escape(value)}"' for label, value in sorted(zip(names, key, strict=True))]
+    pairs = _pairs(names, key)
     split = sum(1 for label in names if label < "le")
     before = "".join(f"{pair}," for pair in pairs[:split])
     after = "".join(f",{pair}" for pair in pairs[split:])
