@@ -47,9 +47,6 @@ class AgentLabeler:
             return agent_id
         return OTHER
 
-    def is_admitted(self, agent_id: str) -> bool:
-        return agent_id in self._admitted
-
     @property
     def admitted(self) -> list[str]:
         return list(self._admitted)

@@ -261,9 +261,8 @@ class ExporterMetrics:
         self.list_cursors.labels(*labels).set(1)
 
     def set_agent_names(self, names: dict[str, str]) -> None:
-        for agent_id, name in names.items():
-            if self.agents.is_admitted(agent_id):
-                self.agent_info.labels(agent_id).info({"agent_name": free_label(name)})
+        for agent_id, name in names.items():  # IDs from ``agents.admitted``: each has its series
+            self.agent_info.labels(agent_id).info({"agent_name": free_label(name)})
 
     def set_tool_names(self, names: dict[str, str]) -> None:
         for tool, name in names.items():

@@ -257,6 +257,13 @@ class LettaClient:
             self.observer.observe_malformed(endpoint)
             raise LettaMalformedResponse(endpoint, _validation_summary(exc)) from None
 
+    async def _get_json_list(self, endpoint: str, path: str, params: Any) -> list[Any]:
+        body = await self._get_json(endpoint, path, params)
+        if not isinstance(body, list):
+            self.observer.observe_malformed(endpoint)
+            raise LettaMalformedResponse(endpoint, f"expected a list, got {type(body).__name__}")
+        return body
+
     async def _get_list(
         self,
         endpoint: str,
@@ -268,12 +275,8 @@ class LettaClient:
     ) -> list[ModelT]:
         """A JSON list of ``model``; ``shortcut`` may stand in a cheaper object for an item (None:
         validate it in full)."""
-        body = await self._get_json(endpoint, path, params)
-        if not isinstance(body, list):
-            self.observer.observe_malformed(endpoint)
-            raise LettaMalformedResponse(endpoint, f"expected a list, got {type(body).__name__}")
         items: list[ModelT] = []
-        for raw in body:
+        for raw in await self._get_json_list(endpoint, path, params):
             if shortcut is not None and (item := shortcut(raw)) is not None:
                 items.append(item)
                 continue
@@ -297,9 +300,7 @@ class LettaClient:
         shortcut = (lambda raw: _known_run(raw, known)) if known is not None else None
 
         async def fetch(param: Param | None, cursor: str | None) -> list[Run]:
-            params: list[tuple[str, str | int]] = [("order", "desc"), ("limit", page_size)]
-            if param is not None and cursor is not None:
-                params.append((param, cursor))
+            params = _page_params("desc", page_size, param, cursor)
             if active:
                 params.append(("active", "true"))
             return await self._get_list("list_runs", "/v1/runs/", Run, params, shortcut=shortcut)
@@ -320,9 +321,7 @@ class LettaClient:
         """Every step of a run, oldest first (steps carry no ``created_at``: pages are checked by ID)."""
 
         async def fetch(param: Param | None, cursor: str | None) -> list[Step]:
-            params: list[tuple[str, str | int]] = [("order", "asc"), ("limit", page_size)]
-            if param is not None and cursor is not None:
-                params.append((param, cursor))
+            params = _page_params("asc", page_size, param, cursor)
             return await self._get_list("list_steps_for_run", f"/v1/runs/{run_id}/steps", Step, params)
 
         walk = CursorWalk("list_steps_for_run", fetch, page_size=page_size, descending=False,
@@ -330,17 +329,25 @@ class LettaClient:
         return [step async for page in walk for step in page]
 
     async def run_trace(self, run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
-        body = await self._get_json("retrieve_trace_for_run", f"/v1/runs/{run_id}/trace", [("limit", limit)])
-        if not isinstance(body, list):
-            self.observer.observe_malformed("retrieve_trace_for_run")
-            raise LettaMalformedResponse("retrieve_trace_for_run", "expected a list of spans")
-        return [row for row in body if isinstance(row, dict)]
+        rows = await self._get_json_list(
+            "retrieve_trace_for_run", f"/v1/runs/{run_id}/trace", [("limit", limit)]
+        )
+        return [row for row in rows if isinstance(row, dict)]
 
     async def retrieve_agent(self, agent_id: str) -> Named:
         return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Named)
 
     async def retrieve_tool(self, tool_id: str) -> Named:
         return await self._get_model("retrieve_tool", f"/v1/tools/{tool_id}", Named)
+
+
+def _page_params(
+    order: str, limit: int, param: Param | None, cursor: str | None
+) -> list[tuple[str, str | int]]:
+    params: list[tuple[str, str | int]] = [("order", order), ("limit", limit)]
+    if param is not None and cursor is not None:
+        params.append((param, cursor))
+    return params
 
 
 def _known_run(raw: Any, known: Callable[[str], bool]) -> Run | None:
