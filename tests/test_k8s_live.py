@@ -122,6 +122,17 @@ class Kube:
 
         return wait_for(ready, timeout, f"one Ready pod {selector} in {namespace}")
 
+    def running_pod(self, namespace: str, selector: str, timeout: float = 120) -> None:
+        """Until the pods matching the selector have all their containers started."""
+
+        def running() -> bool:
+            pods = self.get("pods", "-n", namespace, "-l", selector)["items"]
+            return bool(pods) and all(
+                s.get("started") for p in pods for s in p["status"].get("containerStatuses", [{}])
+            )
+
+        wait_for(running, timeout, f"the pods {selector} in {namespace} to run")
+
     def leftovers(self, release: str) -> list[str]:
         """Everything in any namespace still labelled as part of the release."""
         selector = f"app.kubernetes.io/instance={release}"
@@ -406,6 +417,9 @@ def test_same_named_releases_in_two_namespaces(kube: Kube, image: tuple[str, str
     per_release = len(list((CHART / "dashboards").glob("*.json")))
     assert owners == ["team-a"] * per_release + ["team-b"] * per_release
     for ns in ("team-a", "team-b"):
+        # Running before it goes (never Ready: no Letta answers). Once a pod here took over 90 s to
+        # go; deleted while the kubelet was still setting up its sandbox is the likeliest reason.
+        kube.running_pod(ns, f"app.kubernetes.io/instance={release}")
         kube.helm("uninstall", release, "-n", ns, "--wait")
     kube.assert_nothing_left(release)
     for ns in ("team-a", "team-b", dashboards):
