@@ -6,14 +6,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
 from exporter.tracker import RunTracker
 
+if TYPE_CHECKING:
+    from exporter.enrichment import Enricher
+
 log = logging.getLogger("exporter")
 
 SUMMARY_EVERY = 300.0
+# Polls in a row with finished runs waiting and none recorded before the exporter says so.
+STALLED_POLLS = 5
 
 
 class ActivityLog:
@@ -33,6 +39,8 @@ class ActivityLog:
         self.clock = clock
         self._first_done = False
         self._last: tuple[float, float, float, float] | None = None  # when, runs, calls, 429s
+        self._recorded = metrics.totals.version
+        self._stalled_polls = 0
 
     def after_poll(self, reached: bool, *, seen: int, agents: int) -> None:
         now = self.clock()
@@ -56,6 +64,39 @@ class ActivityLog:
             self.client.limiter.limit, len(self.tracker.pending), lag,
         )  # fmt: skip
         self._last = (now, runs, calls, throttled)
+
+    def stalled(self, enricher: Enricher) -> bool:
+        """After a poll: whether finished runs have waited ``STALLED_POLLS`` polls in a row with none
+        recorded. Said once in the log when it starts, with what the waiting runs wait for, and once
+        when runs are recorded again: never a silent zero."""
+        tracker = self.tracker
+        recorded = self.metrics.totals.version
+        waiting = bool(tracker.pending) or tracker.deferred_since is not None
+        if recorded != self._recorded or not waiting:
+            if self._stalled_polls >= STALLED_POLLS:
+                log.warning("recording runs again after %d polls without one", self._stalled_polls)
+            self._recorded, self._stalled_polls = recorded, 0
+            return False
+        self._stalled_polls += 1
+        if self._stalled_polls == STALLED_POLLS:
+            log.warning("no run recorded for %d polls while %d finished runs wait: %s",
+                        self._stalled_polls, len(tracker.pending), self._why(enricher))  # fmt: skip
+        return self._stalled_polls >= STALLED_POLLS
+
+    def _why(self, enricher: Enricher) -> str:
+        entries = self.tracker.pending.values()
+        reasons = {
+            "waiting for the steps stream": len(enricher.waiting),
+            "retrying failed reads": sum(1 for entry in entries if entry.failures),
+            "waiting for figures Letta writes late": sum(1 for entry in entries if entry.settle_checks),
+            "queued for a worker": enricher.depth,
+        }
+        said = ", ".join(f"{count} {what}" for what, count in reasons.items() if count) or "none read yet"
+        if enricher.last_failure:
+            said += f" (last failed read: {enricher.last_failure})"
+        if self.tracker.deferred_since is not None:
+            said += "; more wait in Letta (the pending set is full)"
+        return said
 
     def _figures(self) -> tuple[float, float, float]:
         runs = sum(self.metrics.totals.counters["letta_runs"].copy().values())

@@ -14,19 +14,20 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter import __version__
+from exporter import __version__, active, steps_stream
 from exporter.activity import ActivityLog
 from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
-from exporter.discovery import Discovery, DiscoveryOptions
-from exporter.enrichment import Enricher, EnrichOptions
+from exporter.discovery import Discovery, DiscoveryOptions, reaches
+from exporter.enrichment import Enricher, EnrichOptions, without
+from exporter.letta.availability import EndpointAvailability
 from exporter.letta.client import LettaClient
 from exporter.metrics import ExporterMetrics
 from exporter.names import NameLookup
 from exporter.poller import Poller
 from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
-from exporter.traces.availability import TraceAvailability
+from exporter.steps_stream import StepsStream, StreamOptions
 from exporter.traces.pipeline import TracePipeline, build_pipeline
 from exporter.tracker import RunTracker
 from exporter.webconfig import BasicAuth, WebConfig, load_web_config
@@ -71,7 +72,11 @@ def build_exporter(settings: Settings) -> Exporter:
         observer=metrics,
     )
     metrics.request_rate.set_function(lambda: client.limiter.limit)
-    tracker = RunTracker(overlap=settings.discovery_overlap, capacity=settings.max_pending)
+    short_reach, deep_every, reach = reaches(settings.discovery_overlap, settings.poll_interval)
+    tracker = RunTracker(overlap=reach, capacity=settings.max_pending)
+    availability = EndpointAvailability(
+        settings.trace_probe_interval, costs=_costs, on_change=metrics.endpoint_changed
+    )
     traces = build_pipeline(
         settings,
         metrics.spans_exported,
@@ -90,16 +95,22 @@ def build_exporter(settings: Settings) -> Exporter:
             retry_delay=settings.poll_interval,
             settle_delay=min(0.25, settings.poll_interval),
         ),
+        availability=availability,
         traces=traces,
-        trace_availability=TraceAvailability(settings.trace_probe_interval),
     )
+    stream = None
+    if settings.enrich_steps and settings.steps_source != "per_run":
+        stream = StepsStream(client, tracker, availability, StreamOptions(settings.steps_source),
+                             resume=enricher.resume)  # fmt: skip
+        enricher.stream = stream
     discovery = Discovery(
         client,
         tracker,
         metrics,
         DiscoveryOptions(page_size=settings.page_size, concurrency=settings.concurrency,
-                         backfill=settings.backfill),
+                         backfill=settings.backfill, short_reach=short_reach, deep_every=deep_every),
         admit=enricher.submit,
+        availability=availability,
     )  # fmt: skip
     names: dict[str, NameLookup] = {}
 
@@ -116,13 +127,20 @@ def build_exporter(settings: Settings) -> Exporter:
     breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
     activity = ActivityLog(metrics, tracker, client)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
-                    catch_up=settings.poll_interval / 2)  # fmt: skip
+                    catch_up=settings.poll_interval / 2, stream=stream)  # fmt: skip
     exporter = Exporter(settings, metrics, client, tracker, poller, enricher, traces=traces)
     if settings.state_file is not None:
         exporter.save_state = attach_state(exporter, StateFile(settings.state_file))
     # After the state save: what is served has been persisted.
     poller.after_tick.append(metrics.exposition.refresh_soon)
     return exporter
+
+
+def _costs(endpoint: str) -> str:
+    """What a server lacking ``endpoint`` costs, for the log line that says it lacks it."""
+    if endpoint == steps_stream.ENDPOINT:
+        return steps_stream.WITHOUT
+    return active.WITHOUT.get(endpoint) or without(endpoint)
 
 
 def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable[None]]:

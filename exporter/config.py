@@ -83,7 +83,9 @@ class Settings(BaseSettings):
     poll_interval: float = Field(
         10.0, gt=0, le=3600, description="Seconds between polls (fractions allowed)."
     )
-    page_size: int = Field(100, ge=1, le=1000, description="Runs per list page (Letta allows 1..1000).")
+    page_size: int = Field(
+        1000, ge=1, le=1000, description="Runs per list page (Letta allows 1..1000): fewer calls when busy."
+    )
     concurrency: int = Field(4, ge=1, le=64, description="Letta requests in flight at once.")
     request_timeout: float = Field(
         10.0, gt=0, le=300, description="Seconds before one Letta request times out."
@@ -105,6 +107,12 @@ class Settings(BaseSettings):
     )
     enrich_metrics: bool = Field(True, description="Read /metrics per run (duration, step count, tools).")
     enrich_steps: bool = Field(True, description="Read /steps per run (per-model tokens and step outcomes).")
+    steps_source: Literal["auto", "stream", "per_run"] = Field(
+        "auto",
+        description="Where run steps come from: auto (Letta's steps list, a few pages a poll, where the "
+        "server serves it and it checks out against per-run reads; else per run), stream (the list, "
+        "unchecked) or per_run (/v1/runs/{id}/steps, one call a run).",
+    )
     enrich_trace: bool = Field(
         True, description="Read /trace per run for trace export, or for TTFT when a traced run lacks it."
     )

@@ -1,10 +1,16 @@
 """Discovery: which runs exist and which have finished, read from Letta's run lists each poll.
 
-Two reads a poll. ``discover`` pages the run list newest first down to the horizon (the newest run
-handled minus the overlap window), so runs that became visible late, with an older ``created_at``,
-are still found; ``track`` reads the active list for the live gauges and for runs that left it
-unseen. Finished runs are admitted to the tracker oldest first, and when its pending set is full
-the rest stay in Letta: the watermark stops short of them, and a later poll reads them again.
+Two reads a poll. ``discover`` pages the run list newest first down to a depth below the newest run
+handled, so runs that became visible late, with an older ``created_at``, are still found; ``track``
+reads the runs in flight (exporter/active.py) for the live gauges and for runs that left them unseen.
+Finished runs are admitted to the tracker oldest first, and when its pending set is full the rest
+stay in Letta: the watermark stops short of them, and a later poll reads them again.
+
+How deep a discovery reads (docs/architecture.md, "Run lifecycle"): every ``deep_every`` seconds the
+whole overlap window and then some (the tracker's horizon); in between only ``short_reach`` below the
+watermark, or deeper where a run that left the active list, or a pending run still waiting for a
+figure its listing will bring, was created: re-reading a minute of runs every second would cost a
+high-volume server tens of pages a poll for the rare run made visible seconds late.
 """
 
 from __future__ import annotations
@@ -12,9 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter.active import ActiveRuns
+from exporter.figures import awaits_listing, listed_agent
+from exporter.letta.availability import EndpointAvailability
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
 from exporter.letta.models import Run
@@ -31,6 +41,22 @@ class DiscoveryOptions:
     backfill: float = 0.0
     max_active_pages: int = 50
     max_in_flight_age: float = 86400.0
+    # Seconds below the watermark read between deep reads; 0 reads down to the horizon every poll.
+    short_reach: float = 0.0
+    deep_every: float = 0.0  # seconds between reads down to the tracker's horizon
+
+
+def reaches(overlap: float, poll_interval: float) -> tuple[float, float, float]:
+    """(short reach, seconds between deep reads, the deep read's reach) for an overlap window and
+    a poll interval. A run made visible up to ``overlap`` late is found by the first deep read after
+    it appears, which reaches ``deep_every`` further to make up for the wait; a short read finds the
+    usual stragglers (seconds late) at once. Where a short read would reach the overlap anyway, every
+    read is deep."""
+    short = max(5.0, 3 * poll_interval)
+    if short >= overlap:
+        return 0.0, 0.0, overlap
+    deep_every = max(overlap / 2, poll_interval)
+    return short, deep_every, overlap + deep_every
 
 
 class Discovery:
@@ -42,16 +68,23 @@ class Discovery:
         options: DiscoveryOptions,
         *,
         admit: Callable[[str], None],
+        availability: EndpointAvailability,
     ) -> None:
         self.client = client
         self.tracker = tracker
         self.metrics = metrics
         self.options = options
         self.admit = admit  # called with each run admitted for enrichment
+        self.active = ActiveRuns(client, availability, page_size=options.page_size,
+                                 max_pages=options.max_active_pages)  # fmt: skip
         self.started_at = time.time()
         self.baselined = False
         self._semaphore = asyncio.Semaphore(options.concurrency)
         self._missing_last_tick: set[str] = set()
+        self._left_active: dict[str, float] = {}  # run ID -> created_at, as of the last track
+        self._last_deep: float | None = None  # time.monotonic() of the last deep read that ended
+        # Finished runs listed without a created_at, counted lost once each (bounded memory).
+        self._unplaceable: OrderedDict[str, None] = OrderedDict()
         # Finished runs the last discovery listed but left in Letta (backpressure): not "gone".
         self._waiting: set[str] = set()
         # What the last discovery read (every row of its pages): for the log's first-poll line.
@@ -73,14 +106,18 @@ class Discovery:
             return
         tracker = self.tracker
         first = not self.baselined
-        horizon = tracker.horizon
+        deep, horizon = self._depth()
         # "Start at now" means at process start, not at the first poll that succeeds: runs created
         # after start-up count even when Letta was unreachable at first.
         count_from = self.started_at - self.options.backfill
         listed: list[tuple[float, Run]] = []  # newest first, down to the horizon
         self.seen, self.agents = 0, set()
+        started = time.monotonic()
+        # Runs already recorded are recognised by ID and not validated; pending ones are, since a
+        # listing of one can bring what it lacked (its duration, written a moment after it ended).
+        finalised = tracker.finalised.__contains__
         try:
-            async for page in self.client.iter_runs(page_size=self.options.page_size, known=tracker.is_known):
+            async for page in self.client.iter_runs(page_size=self.options.page_size, known=finalised):
                 if first and horizon is None and page:
                     # No state yet: the newest run anchors the horizon on Letta's own clock.
                     anchor = created_ts(page[0])
@@ -94,23 +131,48 @@ class Discovery:
             raise
         self._admit_oldest_first(listed, first=first, count_from=count_from, advance=True)
         self.baselined = True
+        if deep:
+            self._last_deep = started
+
+    def _depth(self) -> tuple[bool, float | None]:
+        """Whether this discovery is a deep one, and the horizon it reads down to."""
+        tracker, options = self.tracker, self.options
+        horizon = tracker.horizon
+        due = self._last_deep is None or time.monotonic() - self._last_deep >= options.deep_every
+        if due or not options.short_reach or tracker.watermark is None or horizon is None:
+            return True, horizon
+        wanted = [tracker.watermark - options.short_reach, *self._left_active.values()]
+        for entry in tracker.pending.values():
+            if awaits_listing(entry.run) and (created := created_ts(entry.run)) is not None:
+                wanted.append(created)
+        return False, max(horizon, min(wanted))
 
     def _take(self, page: list[Run], horizon: float | None, listed: list[tuple[float, Run]]) -> bool:
         """Add the page's runs above the horizon to ``listed``; whether the horizon was reached."""
         reached_horizon = False
         self.seen += len(page)
         for run in page:
-            if run.agent_id:
-                self.agents.add(run.agent_id)
+            if agent := listed_agent(run):
+                self.agents.add(agent)
             created = created_ts(run)
             if created is None:
                 # Without created_at a run cannot be placed against the horizon: count, skip.
                 self.metrics.observe_malformed("list_runs")
+                if run.is_terminal:
+                    self._unplaceable_run(run.id)
             elif horizon is not None and created < horizon:
                 reached_horizon = True
             else:
                 listed.append((created, run))
         return reached_horizon
+
+    def _unplaceable_run(self, run_id: str) -> None:
+        if run_id in self._unplaceable or self.tracker.is_known(run_id):
+            return
+        self._unplaceable[run_id] = None
+        if len(self._unplaceable) > 10_000:
+            self._unplaceable.popitem(last=False)
+        self.metrics.lose("malformed", f"run {run_id} is listed finished without a created_at")
 
     def _admit_oldest_first(
         self, listed: list[tuple[float, Run]], *, first: bool, count_from: float, advance: bool
@@ -129,24 +191,21 @@ class Discovery:
                 self._waiting = {r.id for _, r in newer if r.is_terminal and not tracker.is_known(r.id)}
                 break
             if seen is Seen.PENDING:
-                self.admit(run.id)
+                self._admitted(run.id)
+            elif seen is Seen.KNOWN and run.is_terminal:
+                tracker.relisted(run)
             handled = created
         if advance and handled is not None:
             tracker.advance_watermark(handled)
 
+    def _admitted(self, run_id: str) -> None:
+        self.metrics.runs_finished_seen.inc()
+        self.admit(run_id)
+
     async def track(self) -> list[Run]:
         """Read the active set; return it (for the live gauges) after taking in runs that left it."""
         tracker = self.tracker
-        active: dict[str, Run] = {}
-        pages = 0
-        async for page in self.client.iter_runs(page_size=self.options.page_size, active=True):
-            for run in page:
-                if not run.is_terminal:
-                    active[run.id] = run
-            pages += 1
-            if pages >= self.options.max_active_pages:
-                log.warning("active runs exceed %d pages; tracking the newest only", pages)
-                break
+        active = {run.id: run for run in await self.active.read(tracker.horizon)}
         for run in active.values():
             tracker.observe(run)
         if self.skipped:  # runs that ended meanwhile are listed, finished, by the next discovery
@@ -165,6 +224,7 @@ class Discovery:
             if run_id in self._missing_last_tick or horizon is None or tracker.in_flight[run_id] < horizon
         ]
         self._missing_last_tick = set(missing) - set(gone)
+        self._left_active = {run_id: tracker.in_flight[run_id] for run_id in missing}
         await asyncio.gather(*(self._resolve_gone(run_id) for run_id in gone))
         return list(active.values())
 
@@ -174,21 +234,19 @@ class Discovery:
                 run = await self.client.retrieve_run(run_id)
             except LettaNotFound:
                 self.tracker.forget(run_id)
-                self.metrics.runs_lost.labels("deleted").inc()
-                log.info("run %s vanished before it finished; not counted", run_id)
+                self.metrics.lose("deleted", f"run {run_id} vanished from Letta before it finished")
                 return
             except LettaError as exc:
                 log.debug("retrieve %s failed, retrying next tick: %s", run_id, exc)
                 return
         seen = self.tracker.observe(run)
         if seen is Seen.PENDING:
-            self.admit(run_id)
+            self._admitted(run_id)
         elif seen is Seen.IN_FLIGHT:
             # Not active, yet not finished: a status this exporter does not know. Keep asking,
             # but not forever: each such run costs a request per poll.
             created = created_ts(run)
             if created is not None and time.time() - created > self.options.max_in_flight_age:
                 self.tracker.forget(run_id)
-                self.metrics.runs_lost.labels("stale").inc()
-                log.warning("run %s still %r after %.0fs; no longer tracked", run_id, run.status,
-                            time.time() - created)  # fmt: skip
+                self.metrics.lose("stale", f"run {run_id} still {run.status!r} after "
+                                  f"{time.time() - created:.0f}s; no longer tracked")  # fmt: skip

@@ -1,28 +1,36 @@
-"""Enrichment: each finished run's details read and the run recorded, by a pool of workers that
+"""Enrichment: each finished run's figures read and the run recorded, by a pool of workers that
 drain a queue continuously, not once per poll (docs/architecture.md, "Pipeline").
 
 Discovery admits finished runs to the tracker's bounded ``pending`` set and puts their IDs here. A
-worker reads what the run needs (``/metrics``, ``/steps``, ``/usage`` only without steps, ``/trace``
-when wanted), waits for data Letta writes late by putting the run back after a delay, and records it
-in one synchronous step: outcome → metrics, tracker finalised, spans queued. A run is never recorded
-twice, and one whose reads keep failing is recorded without that source in the end.
+worker reads the sources the run's figures still need (exporter/figures.py: the run itself, its
+steps, ``/metrics``, ``/usage``, ``/trace``, in the order that table gives), waits for data Letta
+writes late by putting the run back after a delay, and records it in one synchronous step: outcome →
+metrics, tracker finalised, spans queued. A run is never recorded twice, and one whose reads keep
+failing is recorded without that source in the end.
+
+A 404 is read with care, since Letta's generations differ in what they serve: FastAPI's bare
+``{"detail": "Not Found"}`` means the server has no such endpoint (remembered in
+``EndpointAvailability``: the figures move on to their next source), any other 404 from a run's
+sub-resource is settled by asking for the run itself, and only a 404 for the run means it is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from exporter.figures import NOTHING, Source, next_source, resolve, unsettled
+from exporter.figures import without as lost_without
+from exporter.letta.availability import EndpointAvailability
 from exporter.letta.client import LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented
-from exporter.letta.models import Run
 from exporter.metrics import ExporterMetrics
-from exporter.outcome import Enrichment, compute_outcome, has_settled
-from exporter.traces.availability import Claim, TraceAvailability
+from exporter.outcome import compute_outcome
+from exporter.steps_stream import StepsStream
 from exporter.traces.rows import trace_settled, ttft_ns_from_rows
 from exporter.tracker import PendingRun, RunTracker
 
@@ -30,6 +38,18 @@ if TYPE_CHECKING:
     from exporter.traces.pipeline import TracePipeline
 
 log = logging.getLogger(__name__)
+
+# The API operation behind each per-run source (its name in letta_exporter_api_requests_total and
+# letta_exporter_endpoint_available).
+ENDPOINTS: dict[Source, str] = {
+    Source.STEPS: "list_steps_for_run",
+    Source.METRICS: "retrieve_metrics_for_run",
+    Source.USAGE: "retrieve_usage_for_run",
+    Source.TRACE: "retrieve_trace_for_run",
+}
+# Runs in a row that exist yet get a 404 naming the thing asked for, before the endpoint counts as
+# missing on a server whose unknown-route 404 does not read as FastAPI's.
+MISSING_AFTER_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,19 @@ class Verdict(Enum):
     RETRY = "retry"  # a read failed: try again after retry_delay
     SETTLE = "settle"  # Letta has not written everything yet: look again after settle_delay
     GONE = "gone"  # deleted in Letta
+    WAIT = "wait"  # for the steps stream to cover the run: it hands the run back
+
+
+class _Gone(Exception):
+    pass
+
+
+class _Wait(Exception):
+    pass
+
+
+class _Failed(Exception):
+    pass
 
 
 class Enricher:
@@ -60,18 +93,32 @@ class Enricher:
         metrics: ExporterMetrics,
         options: EnrichOptions,
         *,
+        availability: EndpointAvailability,
         traces: TracePipeline | None = None,
-        trace_availability: TraceAvailability,
     ) -> None:
         self.client = client
         self.tracker = tracker
         self.metrics = metrics
         self.options = options
         self.traces = traces
-        self.trace_availability = trace_availability
+        self.availability = availability
+        self.stream: StepsStream | None = None  # where the runs' steps come from, when not per run
+        self._usable = {
+            Source.RUN: True,
+            Source.STEPS: options.steps,
+            Source.METRICS: options.run_metrics,
+            Source.USAGE: options.usage,
+            Source.TRACE: options.trace,
+        }
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.waiting: set[str] = set()  # runs waiting for the steps stream
+        self._lacking: dict[str, set[str]] = {}  # endpoint -> runs in a row that exist but lack it
+        self.last_failure = ""  # the last read that failed, for the log's "not recording" line
+
+    def usable(self, source: Source) -> bool:
+        return self._usable[source]
 
     # -- the queue ---------------------------------------------------------------------------------
 
@@ -90,6 +137,12 @@ class Enricher:
         """Queue a run just admitted to the tracker's pending set (so the queue is bounded by it)."""
         if self._workers:
             self._queue.put_nowait(run_id)
+
+    def resume(self, run_id: str) -> None:
+        """Hand back a run that waited for the steps stream."""
+        if run_id in self.waiting:
+            self.waiting.discard(run_id)
+            self.submit(run_id)
 
     @property
     def depth(self) -> int:
@@ -133,12 +186,14 @@ class Enricher:
         entry = self.tracker.pending.get(run_id)
         if entry is None:
             return  # forgotten meanwhile (deleted in Letta)
-        verdict = await self.enrich(entry)
+        verdict, figures = await self.enrich(entry)
         if verdict is Verdict.RECORD:
-            self._record(entry)
+            self._record(entry, figures)
         elif verdict is Verdict.GONE:
             self.tracker.forget(run_id)
-            self.metrics.runs_lost.labels("deleted").inc()
+            self.metrics.lose("deleted", f"run {run_id} was deleted in Letta before its figures were read")
+        elif verdict is Verdict.WAIT:
+            self.waiting.add(run_id)
         elif verdict is Verdict.RETRY:
             self._later(run_id, self.options.retry_delay)
         else:  # Letta writes late data within moments: look soon, then less often
@@ -146,105 +201,152 @@ class Enricher:
 
     # -- one run -----------------------------------------------------------------------------------
 
-    async def enrich(self, entry: PendingRun) -> Verdict:
-        """Read what the run still lacks, and say what to do with it next."""
-        options = self.options
-        enrichment = entry.enrichment
-        run_id = entry.run.id
-        failed: list[str] = []
+    async def enrich(self, entry: PendingRun) -> tuple[Verdict, dict[str, Any]]:
+        """Read what the run's figures still need, and say what to do with it next (with RECORD, the
+        figures to record)."""
+        options, reads, run = self.options, entry.reads, entry.run
+        failed: list[Source] = []
         try:
-            if options.run_metrics and enrichment.run_metrics is None:
-                enrichment.run_metrics = await self._read("metrics", failed, self.client.run_metrics(run_id))
-            if options.steps and enrichment.steps is None:
-                enrichment.steps = await self._read("steps", failed, self.client.run_steps(run_id))
-            # Steps carry every token figure /usage has (and more), so /usage is read only when
-            # steps are switched off: one API call fewer per run.
-            if options.usage and not options.steps and enrichment.usage is None:
-                enrichment.usage = await self._read("usage", failed, self.client.run_usage(run_id))
-            if await self._trace_claim(entry.run, enrichment) is Claim.READ:
-                rows = await self._read("trace", failed, self._read_trace(run_id))
-                enrichment.trace_rows = rows
-                enrichment.ttft_ns_from_trace = ttft_ns_from_rows(rows) if rows else None
-        except LettaNotFound:
-            return Verdict.GONE
+            while (source := next_source(run, reads, self.usable)) is not None:
+                reads.data[source] = await self._read_source(source, entry, failed)
+            if self.traces is not None and options.trace and reads.trace_rows is None:
+                await self._read_source(Source.TRACE, entry, failed)  # every run's spans are exported
+            if entry.check_stream and reads.steps is not None:
+                await self._check_stream(entry)
+        except _Gone:
+            return Verdict.GONE, {}
+        except _Wait:
+            return Verdict.WAIT, {}
         if failed:
             entry.failures += 1
             if entry.failures <= options.max_failures:
-                return Verdict.RETRY
+                for source in failed:
+                    del reads.data[source]  # read again on the retry
+                return Verdict.RETRY, {}
             for source in failed:
-                self.metrics.enrichment_given_up.labels(source).inc()
-            log.warning("recording run %s without %s after %d tries", run_id, ", ".join(failed),
-                        entry.failures)  # fmt: skip
-            return Verdict.RECORD
-        if entry.settle_checks < options.max_settle_checks:
-            # Listed finished before Letta wrote its duration, or before its spans reached trace
-            # storage (written in batches): look again in a moment.
-            metrics_late = options.run_metrics and not has_settled(entry.run, enrichment)
-            # Only an exported trace waits for stragglers; the TTFT fallback takes what is there.
-            trace_late = self.traces is not None and not trace_settled(
-                enrichment.trace_rows, enrichment.steps
-            )
-            if metrics_late or trace_late:
-                entry.settle_checks += 1
-                if metrics_late:
-                    enrichment.run_metrics = None
-                if trace_late:
-                    enrichment.trace_rows = None
-                return Verdict.SETTLE
-        return Verdict.RECORD
+                self.metrics.enrichment_given_up.labels(source.value).inc()
+            log.warning("recording run %s without %s after %d tries", run.id,
+                        ", ".join(failed), entry.failures)  # fmt: skip
+        may_settle = entry.settle_checks < options.max_settle_checks
+        figures = resolve(run, reads, self.usable, may_settle=may_settle)
+        # Only an exported trace waits for stragglers (spans reach trace storage in batches); the
+        # TTFT fallback takes what is there.
+        trace_late = self.traces is not None and not trace_settled(reads.trace_rows, reads.steps)
+        if may_settle and (figures is None or trace_late):
+            entry.settle_checks += 1
+            for source in unsettled(run, reads):
+                del reads.data[source]
+            if trace_late:
+                reads.data.pop(Source.TRACE, None)
+                reads.trace_rows = None
+            return Verdict.SETTLE, {}
+        return Verdict.RECORD, figures or {}
 
-    async def _read(self, source: str, failed: list[str], call: Awaitable[Any]) -> Any:
+    async def _read_source(self, source: Source, entry: PendingRun, failed: list[Source]) -> Any:
+        run_id = entry.run.id
+        client = self.client
+        if source is Source.STEPS and self.stream is not None and self.stream.delivers(entry):
+            raise _Wait  # the stream reads them for many runs at once
+        calls: dict[Source, Callable[[], Awaitable[Any]]] = {
+            Source.STEPS: lambda: client.run_steps(run_id),
+            Source.METRICS: lambda: client.run_metrics(run_id),
+            Source.USAGE: lambda: client.run_usage(run_id),
+            Source.TRACE: lambda: self._read_trace(entry),
+        }
         try:
-            return await call
-        except LettaNotFound:
-            raise
-        except LettaError as exc:
-            self.metrics.enrichment_failures.labels(source).inc()
-            log.debug("enrichment %s failed: %s", source, exc)
+            return await self.read_endpoint(ENDPOINTS[source], run_id, calls[source])
+        except _Failed:
             failed.append(source)
-            return None
+            return NOTHING
 
-    async def _trace_claim(self, run: Run, enrichment: Enrichment) -> Claim:
-        """/trace is read for trace export, or for the TTFT when the run lacks one and its steps
-        name a trace (each read is an API call, so not otherwise), and not while Letta has no trace
-        storage, bar the odd probe."""
-        if not self.options.trace or enrichment.trace_rows is not None:
-            return Claim.SKIP
-        wanted = self.traces is not None  # trace export reads /trace for every run
-        if not wanted and run.ttft_ns is None:
-            # Steps name their trace when Letta traced the run (null on a server without tracing);
-            # without steps to go by, only switching them off leaves /trace to ask.
-            steps = enrichment.steps
-            wanted = any(step.trace_id for step in steps) if steps is not None else not self.options.steps
-        # Until /trace has answered once, one run asks and the others wait for its answer.
-        return await self.trace_availability.claim() if wanted else Claim.SKIP
+    async def _read_trace(self, entry: PendingRun) -> int | None:
+        rows = await self.client.run_trace(entry.run.id)
+        entry.reads.trace_rows = rows
+        return ttft_ns_from_rows(rows) if rows else None
 
-    async def _read_trace(self, run_id: str) -> list[dict[str, Any]] | None:
-        """The run's /trace rows; ``None`` when Letta has no trace storage (501, which is not a
-        failure: it is remembered, and the run goes on without rows)."""
+    async def read_endpoint(self, endpoint: str, run_id: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """One per-run read, or NOTHING when this server lacks the endpoint (or this run its row).
+        Raises ``_Gone`` when the run itself is gone, ``_Failed`` on an error worth a retry."""
+        availability = self.availability
+        if not await availability.claim(endpoint):
+            return NOTHING
         try:
-            rows = await self.client.run_trace(run_id)
+            data = await call()
+        except LettaNotFound as exc:
+            if exc.unknown_route:
+                availability.missing(endpoint, "404 Not Found: no such route")
+                return NOTHING
+            availability.answered(endpoint)
+            if await self._run_gone(run_id):
+                raise _Gone from None
+            self._lacks(endpoint, run_id)
+            return NOTHING
         except LettaNotImplemented as exc:
-            self.trace_availability.unavailable(str(exc))
-            return None
-        except LettaNotFound:
-            # This run's trace is gone (whether the run is, the other sources tell); the endpoint
-            # itself answers.
-            self.trace_availability.answered()
-            return None
-        except BaseException:  # a transient error, or a bug: either way the next run may ask
-            self.trace_availability.probe_failed()
+            availability.missing(endpoint, f"501: {exc.detail}")
+            return NOTHING
+        except LettaError as exc:
+            availability.probe_failed(endpoint)
+            self.metrics.enrichment_failures.labels(_source_of(endpoint)).inc()
+            self.last_failure = str(exc)
+            log.debug("enrichment %s failed: %s", endpoint, exc)
+            raise _Failed from None
+        except BaseException:
+            availability.probe_failed(endpoint)
             raise
-        self.trace_availability.answered()
-        return rows
+        availability.answered(endpoint)
+        self._lacking.pop(endpoint, None)
+        return NOTHING if data is None else data
 
-    def _record(self, entry: PendingRun) -> None:
+    async def _run_gone(self, run_id: str) -> bool:
+        """Whether the run itself is gone (404 for it); a 404 for one of its parts says only that."""
+        try:
+            await self.client.retrieve_run(run_id)
+        except LettaNotFound:
+            return True
+        except LettaError as exc:
+            log.debug("could not tell whether run %s still exists: %s", run_id, exc)
+            raise _Failed from None
+        return False
+
+    def _lacks(self, endpoint: str, run_id: str) -> None:
+        """The run exists but ``endpoint`` has nothing for it: this run's row is missing, or, when
+        several runs in a row find the same, the server lacks the endpoint."""
+        runs = self._lacking.setdefault(endpoint, set())
+        runs.add(run_id)
+        if len(runs) >= MISSING_AFTER_RUNS:
+            self.availability.missing(endpoint, f"404 for {len(runs)} runs in a row that exist")
+            del self._lacking[endpoint]
+
+    async def _check_stream(self, entry: PendingRun) -> None:
+        """The sampled cross-check: the run's steps read per run, against what the stream gave."""
+        assert self.stream is not None
+        run_id = entry.run.id
+        try:
+            per_run = await self.read_endpoint(
+                ENDPOINTS[Source.STEPS], run_id, lambda: self.client.run_steps(run_id)
+            )
+        except _Failed:
+            return  # checked on another run
+        entry.check_stream = False
+        if per_run is not NOTHING:
+            entry.reads.data[Source.STEPS] = self.stream.checked(entry, entry.reads.steps or [], per_run)
+
+    def _record(self, entry: PendingRun, figures: dict[str, Any]) -> None:
         if entry.run.id not in self.tracker.pending:
             return  # forgotten while its reads were under way
-        outcome = compute_outcome(entry.run, entry.enrichment)
+        outcome = compute_outcome(entry.run, figures)
         # Recording and marking finalised happen in one synchronous step: nothing can interleave.
         self.metrics.record(outcome)
         self.tracker.finalise(entry.run.id)
         if self.traces is not None:
             # Non-blocking and exception-free: builds the spans and queues them for export.
-            self.traces.submit(entry.run, entry.enrichment)
+            self.traces.submit(entry.run, entry.reads, ttft_ns=figures.get("ttft_ns"))
+
+
+def without(endpoint: str) -> str:
+    """What this server lacking a per-run endpoint costs, figure by figure (for the log)."""
+    return next((lost_without(source) for source, name in ENDPOINTS.items() if name == endpoint), "")
+
+
+def _source_of(endpoint: str) -> str:
+    return next(source.value for source, name in ENDPOINTS.items() if name == endpoint)

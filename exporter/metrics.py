@@ -3,6 +3,7 @@ the rendering of them all that /metrics serves."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter as CounterOf
 from collections.abc import Iterable, Sequence
@@ -12,11 +13,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from exporter import __version__
 from exporter.exposition import Exposition
+from exporter.figures import TOKEN_TYPES, Source
 from exporter.labels import NONE, AgentLabeler, enum_label, free_label
 from exporter.letta.errors import FAILURE_REASONS
 from exporter.letta.models import ACTIVE_STATUSES, Run
-from exporter.outcome import TOKEN_TYPES, RunOutcome
+from exporter.outcome import RunOutcome
 from exporter.totals import RunTotals, TotalsText
+
+log = logging.getLogger(__name__)
 
 # vLLM's TTFT buckets (1 ms .. 2560 s); LLM first tokens range from tens of ms to minutes.
 DEFAULT_TTFT_BUCKETS: tuple[float, ...] = (
@@ -49,10 +53,12 @@ EXPECTED_OUTCOMES: tuple[tuple[str, str], ...] = (
 )
 
 # Label values known before anything happens, pre-created at zero so panels read 0, not "no data".
-POLL_PHASES = ("discover", "track", "enrich", "agent_names", "tool_names")
-ENRICHMENT_SOURCES = ("metrics", "steps", "usage", "trace")
+POLL_PHASES = ("discover", "track", "steps", "enrich", "agent_names", "tool_names")
+ENRICHMENT_SOURCES = tuple(source.value for source in Source if source is not Source.RUN)
 GIVEN_UP_SOURCES = ENRICHMENT_SOURCES  # a full pending set defers runs to Letta: nothing is given up
-LOST_REASONS = ("deleted", "stale")
+# deleted: in Letta before it was recorded; stale: in flight past the age limit; malformed: listed
+# without the created_at it needs to be placed.
+LOST_REASONS = ("deleted", "stale", "malformed")
 CALLBACK_OUTCOMES = ("success", "failure")
 SPAN_RESULTS = ("success", "failure", "dropped")
 SAVE_RESULTS = ("success", "failure")
@@ -164,8 +170,22 @@ class ExporterMetrics:
             ["source"],
         )  # fmt: skip
         self.runs_lost = counter(
-            "letta_exporter_runs_lost", "Runs given up before their outcome could be read: deleted in "
-            "Letta, or in flight past the age limit.", ["reason"],
+            "letta_exporter_runs_lost", "Runs seen but never recorded, each counted once: deleted in "
+            "Letta, in flight past the age limit (stale), or listed unreadably (malformed).", ["reason"],
+        )  # fmt: skip
+        self._lost_reasons_said: set[str] = set()
+        self.runs_finished_seen = counter(
+            "letta_exporter_runs_finished_seen", "Finished runs taken in to be recorded (each once): "
+            "with letta_runs_total and letta_exporter_runs_lost_total, where every one went.",
+        )  # fmt: skip
+        self.not_recording = gauge(
+            "letta_exporter_not_recording", "1 while finished runs have waited several polls in a row "
+            "and none was recorded (the log says why), else 0.",
+        )  # fmt: skip
+        self.endpoint_available = gauge(
+            "letta_exporter_endpoint_available", "Whether Letta serves each optional endpoint the "
+            "exporter reads (1) or lacks it (0: the figures it gave come from their next source), as "
+            "learnt from its answers; list_steps is the steps stream.", ["endpoint"],
         )  # fmt: skip
         self.request_rate = gauge(
             "letta_exporter_request_rate_limit", "Requests per second the exporter allows itself to "
@@ -244,6 +264,20 @@ class ExporterMetrics:
             self.active_runs.labels(*labels).set(count)
         self._active = counts
         self.oldest_active_created_at = oldest
+
+    def lose(self, reason: str, detail: str) -> None:
+        """A run seen but never to be recorded: counted once, and said in the log the first time its
+        reason comes up (the next ones at debug, with the counter for the tally)."""
+        self.runs_lost.labels(reason).inc()
+        if reason in self._lost_reasons_said:
+            log.debug("run not counted (%s): %s", reason, detail)
+            return
+        self._lost_reasons_said.add(reason)
+        log.warning("run not counted (%s): %s; letta_exporter_runs_lost_total{reason=%r} counts "
+                    "such runs from now on", reason, detail, reason)  # fmt: skip
+
+    def endpoint_changed(self, endpoint: str, available: bool) -> None:
+        self.endpoint_available.labels(endpoint).set(1 if available else 0)
 
     def observe_request(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()

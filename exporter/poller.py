@@ -23,6 +23,7 @@ from exporter.enrichment import Enricher
 from exporter.letta.errors import LettaError, explain, failure_reason
 from exporter.metrics import ExporterMetrics
 from exporter.names import NameLookup
+from exporter.steps_stream import StepsStream
 from exporter.tracker import RunTracker
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Poller:
         breaker: CircuitBreaker,
         activity: ActivityLog,
         catch_up: float,
+        stream: StepsStream | None = None,
     ) -> None:
         self.discovery = discovery
         self.enricher = enricher
@@ -47,6 +49,7 @@ class Poller:
         self.names = names  # poll phase name -> lookup
         self.breaker = breaker
         self.activity = activity
+        self.stream = stream
         # How long a poll may wait for the runs it found to be recorded before it publishes: runs
         # found then show in the same poll's /metrics, not the next one's. A backlog is not waited
         # out: the rest is published by later polls.
@@ -72,6 +75,8 @@ class Poller:
             self._failure = None
             reached = await self._phase("discover", self.discovery.discover)
             reached = await self._phase("track", self._track) and reached
+            if self.stream is not None:
+                await self._phase("steps", self.stream.read)
             self._report(reached)
             if self.discovery.baselined:
                 for phase, lookup in self.names.items():
@@ -83,6 +88,7 @@ class Poller:
             self.tracker.prune()
             self._publish(reached)
             self.activity.after_poll(reached, seen=self.discovery.seen, agents=len(self.discovery.agents))
+            self.metrics.not_recording.set(1 if self.activity.stalled(self.enricher) else 0)
             for hook in self.after_tick:
                 await hook()
             self.metrics.poll_duration.observe(time.perf_counter() - started)

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from exporter.figures import Reads
 from exporter.letta.models import Run
-from exporter.outcome import Enrichment
 
 
 class Seen(Enum):
@@ -32,10 +32,15 @@ class Seen(Enum):
 @dataclass
 class PendingRun:
     run: Run
-    enrichment: Enrichment = field(default_factory=Enrichment)
+    reads: Reads = field(default_factory=Reads)
     failures: int = 0
     settle_checks: int = 0
     admitted_at: float = field(default_factory=time.time)
+    # The steps stream's part (exporter/steps_stream.py): reads that did not yet cover the run, and
+    # whether its steps are to be read per run after all (or as well, to check the stream).
+    stream_looks: int = 0
+    steps_per_run: bool = False
+    check_stream: bool = False
 
     @property
     def finished_at(self) -> float:
@@ -96,6 +101,13 @@ class RunTracker:
         self.in_flight.pop(run.id, None)
         self.pending[run.id] = PendingRun(run)
         return Seen.PENDING
+
+    def relisted(self, run: Run) -> None:
+        """A pending run listed again: its row may now carry what Letta wrote after listing it
+        finished (its duration, its callback's result)."""
+        entry = self.pending.get(run.id)
+        if entry is not None:
+            entry.run = run
 
     def forget(self, run_id: str) -> None:
         """A run Letta no longer knows (deleted): stop tracking it without counting it."""

@@ -120,7 +120,9 @@ def expected_from_truth(truth: Iterable) -> Expected:
     exp = Expected()
     for run in truth:
         agent, status = run.agent_id, run.status
-        exp.runs[(agent, status, enum_label(run.stop_reason))] += 1
+        # The run's stop reason, else the one its steps give (docs/servers.md).
+        stop_reason = run.stop_reason or next((s.stop_reason for s in run.steps if s.stop_reason), None)
+        exp.runs[(agent, status, enum_label(stop_reason))] += 1
         exp.duration_count[(agent, status)] += 1
         exp.duration_sum[(agent, status)] = exp.duration_sum.get((agent, status), 0.0) + (
             run.total_duration_ns / 1e9

@@ -421,7 +421,7 @@ def _blank_strings(expr: str) -> str:
 
 
 def _token_types_selected(selector: str) -> set[str]:
-    from exporter.outcome import TOKEN_TYPES
+    from exporter.figures import TOKEN_TYPES
 
     allowed = set(TOKEN_TYPES)
     for op, value in re.findall(r'\btype\s*(=~|!~|!=|=)\s*"([^"]*)"', selector):
@@ -464,7 +464,7 @@ def _enclosing_aggregations(blank: str, pos: int) -> Iterator[tuple[str, bool]]:
 
 def overlapping_token_sums(expr: str) -> list[str]:
     """Token selectors in ``expr`` that an additive aggregation merges across overlapping types."""
-    from exporter.outcome import OVERLAPPING_TOKEN_TYPES
+    from exporter.figures import OVERLAPPING_TOKEN_TYPES
 
     blank = _blank_strings(expr)
     found = []

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.enrichment import ENDPOINTS
 from exporter.letta.models import ACTIVE_STATUSES, Run
 from exporter.metrics import (
     CALLBACK_OUTCOMES,
@@ -62,13 +63,15 @@ def _label_values_in_code() -> dict[str, set[str]]:
             attr = "spans_exported" if (path.name, attr) == ("pipeline.py", "counter") else attr
             if attr in found:
                 found[attr].update(re.findall(r"\"(\w+)\"", args))
-        # The poller's phases and enrichment reads name their label value once, where they run.
+        # The poller's phases name their label value once, where they run; so do lost runs' reasons.
         found["poll_errors"].update(re.findall(r"_phase\(\s*\"(\w+)\"", text))
-        for source in re.findall(r"_read\(\s*\"(\w+)\"", text):
-            found["enrichment_failures"].add(source)
-            found["enrichment_given_up"].add(source)
-    outcome = (ROOT / "exporter" / "outcome.py").read_text()
-    body = outcome.split("def _callback_outcome", 1)[1].split("\ndef ", 1)[0]
+        found["runs_lost"].update(re.findall(r"\.lose\(\s*\"(\w+)\"", text))
+    # Enrichment reads are labelled by the source they read.
+    sources = {source.value for source in ENDPOINTS}
+    found["enrichment_failures"].update(sources)
+    found["enrichment_given_up"].update(sources)
+    figures = (ROOT / "exporter" / "figures.py").read_text()
+    body = figures.split("def callback_outcome", 1)[1].split("\ndef ", 1)[0]
     found["callbacks"].update(re.findall(r"\"(\w+)\"", body))
     return found
 

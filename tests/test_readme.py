@@ -41,6 +41,7 @@ def exposed_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     metrics.set_active([Run(id="run-1", status="running", agent_id="agent-1")])
     metrics.set_agent_names({"agent-1": "bot"})
     metrics.set_tool_names({"tool-1": "web_search"})
+    metrics.endpoint_changed("list_steps", True)
     exposed: dict[str, tuple[str, frozenset[str]]] = {}
     for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         name = f"{family.name}_total" if family.type == "counter" else family.name

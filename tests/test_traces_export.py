@@ -261,7 +261,7 @@ def test_501_one_probe_then_synthesis_then_probes_again(
 
     async def scenario() -> Exporter:
         exporter = exporters(sim, concurrency=1, trace_probe_interval=600)
-        exporter.enricher.trace_availability.clock = clock
+        exporter.enricher.availability.clock = clock
         await exporter.poller.tick()
         await burst_and_settle(exporter, 6, 6)
         assert trace_requests(sim) == 1, "one probe, then no per-run reads"
@@ -279,11 +279,11 @@ def test_501_one_probe_then_synthesis_then_probes_again(
         await flush(exporter)
         return exporter
 
-    with caplog.at_level(logging.INFO, logger="exporter.traces.availability"):
+    with caplog.at_level(logging.INFO, logger="exporter.letta.availability"):
         exporter = run(scenario())
-    warnings = [r for r in caplog.records if "no trace storage" in r.getMessage()]
+    warnings = [r for r in caplog.records if "not serve retrieve_trace_for_run (501" in r.getMessage()]
     assert len(warnings) == 1, "said once, not per run or per probe"
-    assert any("answers again" in r.getMessage() for r in caplog.records)
+    assert any("serves retrieve_trace_for_run again" in r.getMessage() for r in caplog.records)
 
     truth = sim.truth()
     roots = roots_by_run(receiver.spans())

@@ -34,7 +34,7 @@ from exporter.letta.errors import (
     LettaNotImplemented,
     LettaTransportError,
 )
-from exporter.letta.models import Named, Run, RunMetrics, Step, UsageStatistics, as_utc
+from exporter.letta.models import Named, Run, RunMetrics, Step, UsageStatistics, as_utc, raw_step_run_id
 from exporter.letta.paging import CursorBehaviour, CursorObserver, CursorWalk, Param
 from exporter.letta.ratelimit import AdaptiveRateLimiter
 from exporter.letta.transport import letta_transport
@@ -308,6 +308,32 @@ class LettaClient:
         return CursorWalk("list_runs", fetch, page_size=page_size, descending=True,
                           behaviour=self.cursors, ident=attrgetter("id"), key=_run_key)  # fmt: skip
 
+    async def list_active_runs(self) -> list[Run]:
+        """``GET /v1/runs/active``: every run in flight, one unpaged list (Letta 0.11 has no ``active``
+        filter on the run list; 0.16.8 has both; Letta Cloud's reference only the filter)."""
+        return await self._get_list("list_active_runs", "/v1/runs/active", Run)
+
+    def iter_steps(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        page_size: int,
+        wanted: Callable[[str], bool] | None = None,
+    ) -> CursorWalk[Step]:
+        """Pages of the global steps list (``GET /v1/steps/``) created strictly between ``start`` and
+        ``end`` (on Letta's clock), oldest first where the server honours the order. Steps of runs for
+        which ``wanted(run_id)`` is false are not validated: only their ID and run are read."""
+        window = [("start_date", start.isoformat()), ("end_date", end.isoformat())]
+        shortcut = (lambda raw: _unwanted_step(raw, wanted)) if wanted is not None else None
+
+        async def fetch(param: Param | None, cursor: str | None) -> list[Step]:
+            params = _page_params("asc", page_size, param, cursor) + window
+            return await self._get_list("list_steps", "/v1/steps/", Step, params, shortcut=shortcut)
+
+        return CursorWalk("list_steps", fetch, page_size=page_size, descending=False,
+                          behaviour=self.cursors, ident=attrgetter("id"))  # fmt: skip
+
     async def retrieve_run(self, run_id: str) -> Run:
         return await self._get_model("retrieve_run", f"/v1/runs/{run_id}", Run)
 
@@ -362,6 +388,16 @@ def _known_run(raw: Any, known: Callable[[str], bool]) -> Run | None:
     except ValueError:
         return None
     return Run.model_construct(id=run_id, created_at=created_at, status="completed")
+
+
+def _unwanted_step(raw: Any, wanted: Callable[[str], bool]) -> Step | None:
+    """A step of a run no one asked for, as its ID and run; None to validate it in full."""
+    if not isinstance(raw, dict) or not isinstance(step_id := raw.get("id"), str):
+        return None
+    run_id = raw_step_run_id(raw)
+    if run_id is None or wanted(run_id):
+        return None
+    return Step.model_construct(id=step_id, run_id=run_id)
 
 
 def _run_key(run: Run) -> tuple[datetime, str] | None:

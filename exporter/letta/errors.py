@@ -15,10 +15,20 @@ class LettaHTTPError(LettaError):
     def __init__(self, endpoint: str, status: int, detail: str) -> None:
         super().__init__(endpoint, f"HTTP {status}: {detail}")
         self.status = status
+        self.detail = detail
+
+
+# FastAPI's body for a path no route matches; Letta's own 404s name what they did not find.
+UNKNOWN_ROUTE_DETAIL = "Not Found"
 
 
 class LettaNotFound(LettaHTTPError):
-    """404: the run (or agent) is gone, usually deleted."""
+    """404: the thing asked for is not there. For a run, usually deleted; for a run's sub-resource,
+    either that run lacks it or the server lacks the endpoint (``unknown_route``)."""
+
+    @property
+    def unknown_route(self) -> bool:
+        return self.detail == UNKNOWN_ROUTE_DETAIL
 
 
 class LettaNotImplemented(LettaHTTPError):

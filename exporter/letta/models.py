@@ -13,10 +13,12 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field, field_validator, model_validator
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
-ACTIVE_STATUSES = ("created", "running")
+# Letta 0.11 adds ``expired`` (terminal) and ``pending`` (queued, not terminal) to the spec's five.
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
+ACTIVE_STATUSES = ("created", "running")  # pre-created in letta_active_runs; others appear as seen
+FINAL_STEP_STATUSES = frozenset({"success", "failed", "cancelled"})
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 
@@ -63,6 +65,9 @@ class Run(BaseModel):
     created_at: datetime | None = None
     completed_at: datetime | None = None
     agent_id: str | None = None
+    # Letta 0.11 keeps the agent in ``metadata`` (and loses it there on failed and background runs);
+    # only that one key is kept of a metadata object that can hold a whole reply.
+    metadata_agent_id: str | None = None
     conversation_id: str | None = None
     stop_reason: StopReason = None
     callback_url: str | None = None
@@ -72,6 +77,15 @@ class Run(BaseModel):
     total_duration_ns: Count = None
 
     _utc = field_validator("created_at", "completed_at")(as_utc)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metadata_agent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(metadata := data.get("metadata"), dict):
+            agent = metadata.get("agent_id")
+            if isinstance(agent, str):
+                data = {**data, "metadata_agent_id": agent}
+        return data
 
     @field_validator("id")
     @classmethod
@@ -121,8 +135,19 @@ class RunMetrics(BaseModel):
         return [str(item) for item in value if item is not None]
 
 
+# Where a step names its run: Letta 0.11 says job_id.
+STEP_RUN_ID_KEYS = ("run_id", "job_id")
+
+
+def raw_step_run_id(raw: dict[str, Any]) -> str | None:
+    """The run a step row names, read from the raw row without validating it."""
+    return next((value for key in STEP_RUN_ID_KEYS if isinstance(value := raw.get(key), str)), None)
+
+
 class Step(BaseModel):
     id: str | None = None
+    run_id: str | None = Field(None, validation_alias=AliasChoices(*STEP_RUN_ID_KEYS))
+    agent_id: str | None = None
     provider_name: str | None = None
     model: str | None = None
     model_handle: str | None = None
@@ -141,6 +166,12 @@ class Step(BaseModel):
     @property
     def model_label(self) -> str:
         return self.model or self.model_handle or "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        """Letta writes a step ``pending``, with zero usage, before its model call and fills it in at
+        the end; a server without that status writes steps once, at the end."""
+        return self.status is None or self.status in FINAL_STEP_STATUSES
 
 
 class Named(BaseModel):

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import Counter
 
+from exporter.figures import Reads
 from exporter.letta.models import Run
-from exporter.outcome import Enrichment, ttft_ns
 from exporter.traces.otlp_env import (
     batch_settings,
     configured_endpoint,
@@ -88,11 +88,11 @@ class TracePipeline:
 
     # -- the poll loop's side ------------------------------------------------------------------
 
-    def submit(self, run: Run, enrichment: Enrichment) -> bool:
+    def submit(self, run: Run, reads: Reads, *, ttft_ns: int | None) -> bool:
         """Queue the run's trace: Letta's own spans where ``/trace`` gave some, else (when switched on)
         a synthesised one. Never raises and never blocks on the network: the run is already recorded,
         and a trace that cannot be built or queued is logged and counted, not retried."""
-        rows = enrichment.trace_rows or []
+        rows = reads.trace_rows or []
         try:
             spans, skipped = convert_rows(rows, self.policy, reparent=self.reparent_orphans)
             if skipped:
@@ -100,7 +100,7 @@ class TracePipeline:
                 if self.on_malformed is not None:
                     self.on_malformed(skipped)
             if not spans and self.synthesis:
-                spans = synthesise(run, enrichment.steps, self.policy, ttft_ns=ttft_ns(run, enrichment))
+                spans = synthesise(run, reads.steps, self.policy, ttft_ns=ttft_ns)
         except Exception:
             log.exception("could not build the trace of run %s", run.id)
             return False

@@ -1,0 +1,225 @@
+"""The steps stream: the steps of many finished runs read from Letta's global steps list, a few pages
+a poll, instead of one ``/v1/runs/{id}/steps`` call per run (docs/architecture.md, "Steps stream").
+
+Each poll, once discovery has admitted the runs that finished, one window read serves every pending
+run still waiting for its steps: ``GET /v1/steps/?order=asc&start_date=S&end_date=E``, every page,
+with S the oldest waiting run's ``created_at`` and E the newest one's ``completed_at`` (a second's
+margin each side; both on Letta's clock, as the steps' own creation times are). A run's steps are
+all created within its life, and Letta writes a step final before it marks the run finished, so a
+read issued after the run was listed finished, over a window spanning its life, holds every one of
+its steps in their final state: the run is *covered*, and its steps are the rows naming it. A row of
+a waiting run still ``pending`` means the run is not covered yet (looked at again next poll). Rows
+carry no ``created_at``, so the window is all the reader knows of where they sit; nothing else is
+assumed of the order or the cursors (the walk learns them as every list's does).
+
+Exactly-once needs nothing new: steps are not counted as they stream by, they are a source of the
+run's figures (exporter/figures.py), recorded once with the run. So is a restart: pending runs come
+back from the state file and the next window covers them.
+
+Detected, never assumed. A server that answers the list with an error the request cannot cure (an
+unknown route, Letta 0.16.8's 400 to every request), whose rows do not name their runs (the spec
+allows ``run_id`` only on async runs), or whose stream disagrees with a run's own steps list on the
+sampled cross-check, gets ``list_steps`` marked missing (``EndpointAvailability``: one log line,
+``letta_exporter_endpoint_available{endpoint="list_steps"} 0``, probed again now and then) and its
+runs' steps read per run meanwhile, which is always exact. A run whose window would cost more pages
+than the stream spends on a poll (a run that lasted long at a high step rate), or that a window
+failed to cover a few times, is read per run too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from exporter.figures import Source
+from exporter.letta.availability import EndpointAvailability
+from exporter.letta.client import LettaClient
+from exporter.letta.errors import LettaError, LettaHTTPError, PagingError
+from exporter.letta.models import Step
+from exporter.tracker import PendingRun, RunTracker
+
+log = logging.getLogger(__name__)
+
+ENDPOINT = "list_steps"
+WITHOUT = "each run's steps read per run (one more call a run)"
+STEPS_SOURCES = ("auto", "stream", "per_run")
+# Answers that no retry cures: the server cannot serve this list as asked (401/403/429 excepted).
+_NOT_SERVED = frozenset({400, 404, 405, 422, 501})
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    source: str = "auto"  # auto: the stream where it is served and checks out; stream: no checks
+    page_size: int = 1000  # Letta's largest page
+    max_pages: int = 20  # a poll's window reads no more; runs it would not fit are read per run
+    margin: float = 1.0  # seconds each side of the window, for the servers' timestamp rounding
+    max_looks: int = 3  # windows that may fail to cover a run before it is read per run
+    check_first: int = 5  # the first runs the stream covers are read per run as well, to compare
+    check_every: int = 500  # and then one in this many
+
+
+class StepsStream:
+    def __init__(
+        self,
+        client: LettaClient,
+        tracker: RunTracker,
+        availability: EndpointAvailability,
+        options: StreamOptions,
+        *,
+        resume: Callable[[str], None],
+    ) -> None:
+        self.client = client
+        self.tracker = tracker
+        self.availability = availability
+        self.resume = resume  # hands a run that waited for its steps back to the workers
+        self.options = options
+        checking = options.source == "auto"
+        self._check_first = options.check_first if checking else 0
+        self._check_every = options.check_every if checking else 0
+        self.covered = 0  # runs whose steps came from the stream
+        self.step_rate: float | None = None  # steps per second of Letta time, from the last reads
+
+    # -- the workers' side ---------------------------------------------------------------------------
+
+    def delivers(self, entry: PendingRun) -> bool:
+        """Will a window read bring this run's steps (so the worker waits for it)?"""
+        if entry.steps_per_run:
+            return False
+        return not self.availability.is_missing(ENDPOINT) or self.availability.probe_due(ENDPOINT)
+
+    def checked(self, entry: PendingRun, streamed: list[Step], own: list[Step]) -> list[Step]:
+        """The cross-check of a run covered by the stream against its own steps list; what the run
+        records is its own list either way."""
+        ours, theirs = _fingerprint(streamed), _fingerprint(own)
+        if ours != theirs:
+            only_stream, only_run = len(ours - theirs), len(theirs - ours)
+            self.availability.missing(
+                ENDPOINT, f"disagreed with /v1/runs/{entry.run.id}/steps: {only_stream} step rows only in "
+                f"the stream, {only_run} only in the run's own list",
+            )  # fmt: skip
+        return own
+
+    # -- the poll's side -----------------------------------------------------------------------------
+
+    async def read(self) -> None:
+        """One window read for the pending runs waiting for their steps (none: no request)."""
+        waiting = [entry for entry in self.tracker.pending.values() if self._waits(entry)]
+        if not waiting:
+            return
+        if self.availability.is_missing(ENDPOINT) and not self.availability.may_probe(ENDPOINT):
+            self._per_run(waiting)
+            return
+        fits, too_wide = self._window_runs(waiting)
+        self._per_run(too_wide)
+        if not fits:
+            return
+        start = min(_created(entry) for entry in fits) - timedelta(seconds=self.options.margin)
+        end = max(_completed(entry) for entry in fits) + timedelta(seconds=self.options.margin)
+        try:
+            steps = await self._read_window(start, end, {entry.run.id for entry in fits})
+        except (PagingError, LettaHTTPError) as exc:
+            if isinstance(exc, LettaHTTPError) and exc.status not in _NOT_SERVED:
+                self._not_covered(fits)
+                raise
+            self.availability.missing(ENDPOINT, str(exc))
+            self._per_run(fits)
+            return
+        except LettaError:
+            self.availability.probe_failed(ENDPOINT)
+            self._not_covered(fits)
+            raise
+        if steps is None:  # more pages than a poll spends: no run can be known covered
+            self._not_covered(fits)
+            return
+        self.availability.answered(ENDPOINT)
+        unnamed = sum(1 for step in steps if step.run_id is None)
+        if unnamed:
+            self.availability.missing(
+                ENDPOINT, f"{unnamed} of {len(steps)} steps do not name their run (run_id is null)"
+            )
+            self._per_run(fits)
+            return
+        self._cover(fits, steps)
+
+    @staticmethod
+    def _waits(entry: PendingRun) -> bool:
+        return Source.STEPS not in entry.reads.data and not entry.steps_per_run
+
+    def _window_runs(self, waiting: list[PendingRun]) -> tuple[list[PendingRun], list[PendingRun]]:
+        """The runs one window of at most ``max_pages`` pages can cover (by the step rate seen so
+        far), newest first, and the rest, to be read per run."""
+        placed = [entry for entry in waiting if entry.run.created_at and entry.run.completed_at]
+        unplaceable = [entry for entry in waiting if not (entry.run.created_at and entry.run.completed_at)]
+        if not placed:
+            return [], unplaceable
+        end = max(_completed(entry) for entry in placed)
+        if self.step_rate:
+            widest = self.options.max_pages * self.options.page_size * 0.8 / self.step_rate
+            earliest = end - timedelta(seconds=widest)
+            fits = [entry for entry in placed if _created(entry) >= earliest]
+            return fits, unplaceable + [entry for entry in placed if _created(entry) < earliest]
+        return placed, unplaceable
+
+    async def _read_window(self, start: datetime, end: datetime, runs: set[str]) -> list[Step] | None:
+        options = self.options
+        rows: list[Step] = []
+        pages = 0
+        walk = self.client.iter_steps(start=start, end=end, page_size=options.page_size,
+                                      wanted=runs.__contains__)  # fmt: skip
+        async for page in walk:
+            rows.extend(page)
+            pages += 1
+            if pages >= options.max_pages and len(page) >= options.page_size:
+                self._learn_rate(len(rows) * 2, start, end)  # at least this dense: narrow the next one
+                return None
+        self._learn_rate(len(rows), start, end)
+        return [step for step in rows if step.run_id is None or step.run_id in runs]
+
+    def _learn_rate(self, rows: int, start: datetime, end: datetime) -> None:
+        seconds = max((end - start).total_seconds(), 1.0)
+        rate = rows / seconds
+        self.step_rate = rate if self.step_rate is None else 0.5 * (self.step_rate + rate)
+
+    def _cover(self, runs: list[PendingRun], steps: list[Step]) -> None:
+        by_run: dict[str, list[Step]] = {}
+        for step in steps:
+            by_run.setdefault(step.run_id or "", []).append(step)
+        for entry in runs:
+            own = by_run.get(entry.run.id, [])
+            if not all(step.is_final for step in own):
+                self._not_covered([entry])
+                continue
+            entry.reads.data[Source.STEPS] = own
+            self.covered += 1
+            every = self._check_every
+            if self.covered <= self._check_first or (every and self.covered % every == 0):
+                entry.check_stream = True
+            self.resume(entry.run.id)
+
+    def _not_covered(self, runs: list[PendingRun]) -> None:
+        """Looked at again by the next window; after a few tries, read per run."""
+        for entry in runs:
+            entry.stream_looks += 1
+        self._per_run([entry for entry in runs if entry.stream_looks >= self.options.max_looks])
+
+    def _per_run(self, runs: list[PendingRun]) -> None:
+        for entry in runs:
+            entry.steps_per_run = True
+            self.resume(entry.run.id)
+
+
+def _created(entry: PendingRun) -> datetime:
+    assert entry.run.created_at is not None
+    return entry.run.created_at
+
+
+def _completed(entry: PendingRun) -> datetime:
+    assert entry.run.completed_at is not None
+    return entry.run.completed_at
+
+
+def _fingerprint(steps: list[Step]) -> set[tuple[str | None, int, int]]:
+    """What must match between two lists of a run's steps: each row's ID and token counts."""
+    return {(step.id, step.prompt_tokens or 0, step.completion_tokens or 0) for step in steps}
