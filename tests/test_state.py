@@ -11,6 +11,7 @@ import pytest
 from exporter.state import STATE_VERSION, StateFile
 from tests.conftest import BOTH_CURSORS
 from tests.support import (
+    ROOT,
     assert_matches_truth,
     make_exporter,
     poll_new_runs,
@@ -171,3 +172,28 @@ def test_a_version_1_file_is_read_into_the_current_layout(sim_factory, tmp_path)
     duration = (("agent_id", agent), ("status", "completed"))
     assert samples[("letta_run_duration_seconds_count", duration)] == 2
     assert samples[("letta_run_duration_seconds_sum", duration)] == 9999.0
+
+
+def test_a_file_written_by_the_previous_release_restores_every_counter(sim_factory, tmp_path) -> None:
+    """tests/fixtures/state-6e0cc2c.json was written by the release before the figure table and the
+    steps stream (commit 6e0cc2c), from a real exporter against the simulator: 12 runs recorded, two
+    in flight. Loading it resets nothing."""
+    saved = json.loads((ROOT / "tests" / "fixtures" / "state-6e0cc2c.json").read_text())
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(saved))
+    exporter = make_exporter(sim_factory(), state_file=path)
+    samples = served_samples(exporter)
+    assert samples[("letta_exporter_state_load_failures_total", ())] == 0
+    assert runs_counted(samples) == 12
+    for family, rows in saved["metrics"].items():
+        for row in rows:
+            if "value" in row:
+                names = {"letta_runs": ("agent_id", "status", "stop_reason"), "letta_run_tokens": ("agent_id", "type"),
+                         "letta_step_tokens": ("model", "type"), "letta_steps": ("model", "status", "stop_reason"),
+                         "letta_run_tool_calls": ("tool",), "letta_run_callbacks": ("outcome",)}[family]  # fmt: skip
+                labels = tuple(sorted(zip(names, row["labels"], strict=True)))
+                assert samples[(f"{family}_total", labels)] == row["value"], (family, labels)
+            else:
+                assert sum(row["buckets"]) > 0
+    assert set(exporter.tracker.in_flight) == set(saved["tracker"]["in_flight"])
+    assert exporter.tracker.watermark == saved["tracker"]["watermark"]
