@@ -112,7 +112,7 @@ def test_011_statuses(status: str, terminal: bool) -> None:
 
 
 def test_011_list_rows_parse_every_one() -> None:
-    for path in sorted(OLD.glob("list_*.json")) + [OLD / "runs_active.json"]:
+    for path in [*sorted(OLD.glob("list_*.json")), OLD / "runs_active.json"]:
         rows = body(path)
         runs = [Run.model_validate(row) for row in rows]
         assert len(runs) == len(rows) and all(run.created_at is not None for run in runs)
@@ -133,7 +133,8 @@ def test_steps_stop_reason_prefers_the_step_that_ended_the_run() -> None:
 
     assert steps_stop_reason([step("success", None), step("success", "end_turn")]) == "end_turn"
     assert steps_stop_reason([step("success", None)]) is None
-    assert steps_stop_reason([step("success", "max_steps"), step("failed", "llm_api_error")]) == "llm_api_error"
+    disagreeing = [step("success", "max_steps"), step("failed", "llm_api_error")]
+    assert steps_stop_reason(disagreeing) == "llm_api_error"
 
 
 def test_a_source_is_read_only_while_a_figure_still_needs_it() -> None:

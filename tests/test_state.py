@@ -9,6 +9,7 @@ import os
 import pytest
 
 from exporter.state import STATE_VERSION, StateFile
+from exporter.totals import BY_NAME
 from tests.conftest import BOTH_CURSORS
 from tests.support import (
     ROOT,
@@ -188,9 +189,7 @@ def test_a_file_written_by_the_previous_release_restores_every_counter(sim_facto
     for family, rows in saved["metrics"].items():
         for row in rows:
             if "value" in row:
-                names = {"letta_runs": ("agent_id", "status", "stop_reason"), "letta_run_tokens": ("agent_id", "type"),
-                         "letta_step_tokens": ("model", "type"), "letta_steps": ("model", "status", "stop_reason"),
-                         "letta_run_tool_calls": ("tool",), "letta_run_callbacks": ("outcome",)}[family]  # fmt: skip
+                names = BY_NAME[family].labels
                 labels = tuple(sorted(zip(names, row["labels"], strict=True)))
                 assert samples[(f"{family}_total", labels)] == row["value"], (family, labels)
             else:
