@@ -110,9 +110,13 @@ class RunTracker:
             entry.run = run
 
     def forget(self, run_id: str) -> None:
-        """A run Letta no longer knows (deleted): stop tracking it without counting it."""
-        self.in_flight.pop(run_id, None)
-        self.pending.pop(run_id, None)
+        """A run given up (deleted in Letta, stale): stop tracking it without counting it, and keep it
+        with the finalised ones, so a listing that still shows it does not take it in again."""
+        created = self.in_flight.pop(run_id, None)
+        entry = self.pending.pop(run_id, None)
+        if entry is not None:
+            created = created_ts(entry.run)
+        self.finalised[run_id] = created or time.time()
 
     # -- finalisation ------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class HostileLetta:
     runs: list[dict[str, Any]] = field(default_factory=list)
     list_route: Route | None = None  # replaces the run list (not the active list) when set
     requests: list[str] = field(default_factory=list)
+    # Replies for the paths ending so (e.g. "/metrics"), before any other route.
+    overrides: dict[str, Route] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         hostile = self
@@ -110,6 +112,9 @@ class HostileLetta:
         self._thread.join(timeout=5)
 
     def answer(self, path: str, query: dict[str, list[str]]) -> Reply:
+        for suffix, route in self.overrides.items():
+            if path.endswith(suffix):
+                return route(path, query)
         if path.rstrip("/") == "/v1/runs":
             if query.get("active") == ["true"]:
                 active = [

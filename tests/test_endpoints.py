@@ -1,0 +1,146 @@
+"""A missing endpoint is not a missing run: what a 404 (or 501) from a run's sub-resource means,
+learnt per endpoint (exporter/letta/availability.py), against a Letta-shaped server on loopback.
+
+FastAPI's bare ``{"detail": "Not Found"}`` is an unknown route: the server lacks the endpoint, every
+run is still recorded from the figures' next sources, the log says it once with what is lost, and
+``letta_exporter_endpoint_available`` says 0. Any other 404 from a run's part is settled by asking
+for the run: gone, it is lost (counted once as deleted); there, it is recorded without that part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import pytest
+
+from exporter.app import build_exporter
+from exporter.config import Settings
+from exporter.letta.availability import EndpointAvailability
+from tests.hostile_server import HostileLetta, Reply, json_reply, run_json
+from tests.support import runs_counted, select, served_samples
+
+UNKNOWN_ROUTE = json_reply({"detail": "Not Found"}, 404)
+
+
+def exporter_for(server: HostileLetta, **settings: object):
+    exporter = build_exporter(
+        Settings(base_url=server.base_url, max_requests_per_second=0, max_retries=0, **settings)
+    )
+    exporter.client.backoff_base = 0.01
+    # Looks for late figures sooner than Letta needs: the same looks, shorter waits.
+    exporter.enricher.options = replace(exporter.enricher.options, settle_delay=0.01)
+    return exporter
+
+
+def drive(server: HostileLetta, exporter, runs: list[dict], ticks: int = 3) -> None:
+    async def scenario() -> None:
+        await exporter.poller.tick()  # baseline on an empty server
+        server.runs = runs
+        for _ in range(ticks):
+            await exporter.poller.tick()
+            await exporter.enricher.join()
+            await asyncio.sleep(0.1)
+        await exporter.client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def calls(server: HostileLetta, suffix: str) -> int:
+    return sum(1 for path in server.requests if path.endswith(suffix))
+
+
+def test_unknown_route_on_metrics_records_every_run_and_says_so_once(caplog) -> None:
+    server = HostileLetta(overrides={"/metrics": lambda p, q: UNKNOWN_ROUTE}).start()
+    exporter = exporter_for(server, concurrency=4)
+    runs = [run_json(f"run-{n}", total_duration_ns=(n + 1) * 10**9) for n in range(8)]
+    with caplog.at_level(logging.WARNING):
+        drive(server, exporter, runs)
+    samples = served_samples(exporter)
+    assert runs_counted(samples) == 8
+    assert select(samples, "letta_exporter_runs_lost_total", ()) == {}
+    assert samples[("letta_exporter_endpoint_available", (("endpoint", "retrieve_metrics_for_run"),))] == 0
+    # The duration from the run itself: the figures' next source.
+    assert sum(select(samples, "letta_run_duration_seconds_sum", ()).values()) == pytest.approx(36.0)
+    # One read found the route missing; the other workers waited for its answer instead of asking.
+    assert calls(server, "/metrics") == 1
+    said = [
+        r.getMessage() for r in caplog.records if "does not serve retrieve_metrics_for_run" in r.getMessage()
+    ]
+    assert len(said) == 1 and "tools: none" in said[0]
+
+
+def test_a_run_lacking_its_row_is_recorded_without_it_and_the_endpoint_stays() -> None:
+    def metrics(path: str, query: dict) -> Reply:
+        run_id = path.split("/")[3]
+        if run_id == "run-0":
+            return json_reply({"detail": f"RunMetrics not found with id='{run_id}'"}, 404)
+        return json_reply({"run_ns": 2 * 10**9, "num_steps": 1, "tools_used": ["tool-1"]})
+
+    server = HostileLetta(overrides={"/metrics": metrics}).start()
+    exporter = exporter_for(server)
+    drive(server, exporter, [run_json(f"run-{n}", total_duration_ns=None) for n in range(3)])
+    samples = served_samples(exporter)
+    assert runs_counted(samples) == 3
+    assert select(samples, "letta_exporter_runs_lost_total", ()) == {}
+    assert samples[("letta_exporter_endpoint_available", (("endpoint", "retrieve_metrics_for_run"),))] == 1
+    assert select(samples, "letta_run_tool_calls_total", ("tool",)) == {("tool-1",): 2.0}
+
+
+def test_several_runs_in_a_row_lacking_it_make_the_endpoint_missing() -> None:
+    """A server whose unknown-route 404 is not FastAPI's: told from several runs that exist."""
+    gone = json_reply({"detail": "no such thing here"}, 404)
+    server = HostileLetta(overrides={"/metrics": lambda p, q: gone}).start()
+    exporter = exporter_for(server, concurrency=1)
+    drive(server, exporter, [run_json(f"run-{n}") for n in range(6)])
+    samples = served_samples(exporter)
+    assert runs_counted(samples) == 6
+    assert samples[("letta_exporter_endpoint_available", (("endpoint", "retrieve_metrics_for_run"),))] == 0
+    assert calls(server, "/metrics") == 3  # then no more asking per run
+
+
+def test_only_a_404_for_the_run_itself_means_deleted_and_it_is_counted_once(caplog) -> None:
+    server = HostileLetta(overrides={"/metrics": lambda p, q: json_reply({"detail": "Run not found"}, 404)})
+    server.start()
+    exporter = exporter_for(server)
+    listed = [run_json("run-kept"), run_json("run-deleted")]
+
+    def retrieve(path: str, query: dict) -> Reply:  # the run list still shows it; the run is gone
+        return json_reply({"detail": "Run not found"}, 404) if "run-deleted" in path else UNKNOWN_ROUTE
+
+    server.overrides["/v1/runs/run-deleted"] = retrieve
+    with caplog.at_level(logging.WARNING):
+        drive(server, exporter, listed, ticks=4)
+    samples = served_samples(exporter)
+    assert select(samples, "letta_exporter_runs_lost_total", ("reason",)) == {("deleted",): 1.0}
+    assert runs_counted(samples) == 1
+    said = [r.getMessage() for r in caplog.records if "run not counted (deleted)" in r.getMessage()]
+    assert len(said) == 1
+
+
+def test_availability_probes_a_missing_endpoint_once_per_interval_and_sees_it_come_back() -> None:
+    now = [0.0]
+    changes: list[tuple[str, bool]] = []
+    state = EndpointAvailability(600, on_change=lambda e, a: changes.append((e, a)), clock=lambda: now[0])
+
+    async def scenario() -> None:
+        assert await state.claim("x")  # the first asks
+        waiter = asyncio.ensure_future(state.claim("x"))
+        await asyncio.sleep(0)
+        assert not waiter.done()  # the others wait for its answer
+        state.missing("x", "404")
+        assert not await waiter
+        now[0] = 599
+        assert not await state.claim("x")
+        now[0] = 601
+        assert await state.claim("x")  # the probe
+        assert not await state.claim("x")  # one probe per interval
+        state.answered("x")
+        assert await state.claim("x")
+
+    asyncio.run(scenario())
+    assert changes == [("x", False), ("x", True)]
