@@ -281,5 +281,8 @@ def without(source: Source) -> str:
         if all(take.source != source for take in figure.takes):
             continue
         rest = [take.what for take in figure.takes if take.source != source]
-        parts.append(f"{figure.name} from {', then '.join(rest)}" if rest else f"{figure.name}: none")
+        if not rest:
+            parts.append(f"{figure.name}: none")
+        else:
+            parts.append(f"{figure.name} {'only ' if len(rest) == 1 else ''}from {', then '.join(rest)}")
     return "; ".join(parts)

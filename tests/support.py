@@ -124,9 +124,10 @@ def expected_from_truth(truth: Iterable) -> Expected:
         stop_reason = run.stop_reason or next((s.stop_reason for s in run.steps if s.stop_reason), None)
         exp.runs[(agent, status, enum_label(stop_reason))] += 1
         exp.duration_count[(agent, status)] += 1
-        exp.duration_sum[(agent, status)] = exp.duration_sum.get((agent, status), 0.0) + (
-            run.total_duration_ns / 1e9
-        )
+        # The duration Letta records, else the run's wall clock (docs/servers.md).
+        wall = (run.completed_at - run.created_at).total_seconds()
+        seconds = run.total_duration_ns / 1e9 if run.total_duration_ns is not None else wall
+        exp.duration_sum[(agent, status)] = exp.duration_sum.get((agent, status), 0.0) + seconds
         if run.ttft_ns is not None:
             exp.ttft_count[agent] += 1
             exp.ttft_sum[agent] = exp.ttft_sum.get(agent, 0.0) + run.ttft_ns / 1e9
