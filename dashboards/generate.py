@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from exporter.rules.alerts import threshold  # noqa: E402
+from exporter.rules.declare import prom_duration  # noqa: E402
+from exporter.rules.generated import write_or_check  # noqa: E402
+from exporter.rules.slo_rules import FAST, SLOW  # noqa: E402
 
 DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
@@ -33,13 +39,18 @@ OVERVIEW_UID = "letta-runs-overview"
 AGENT_UID = "letta-agent-detail"
 HEALTH_UID = "letta-exporter-health"
 
-# Thresholds shown on panels; the alerting thresholds live in rules/letta-exporter.rules.yml.
-FAILURE_RATIO_WARN = 0.05
-FAILURE_RATIO_CRIT = 0.10
-TTFT_P95_ALERT = 10
-STUCK_RUN_AGE_ALERT = 1800
-POLL_STALE_ALERT = 300
-FALLING_BEHIND_ALERT = 300  # seconds a finished run may wait unrecorded: LettaExporterFallingBehind
+# The alert thresholds panels draw and name, from the alerts' one declaration (exporter/rules/alerts.py).
+FAILURE_RATIO = threshold("LettaRunFailureRatioHigh", "ratio")
+TTFT_P95 = threshold("LettaRunTTFTHigh", "p95")
+STUCK_RUN_AGE = threshold("LettaRunsStuck", "age")
+POLL_STALE = threshold("LettaExporterPollingStale", "age")
+FALLING_BEHIND = threshold("LettaExporterFallingBehind", "age")
+FAILURE_RATIO_CRIT = FAILURE_RATIO.value
+FAILURE_RATIO_WARN = FAILURE_RATIO_CRIT / 2  # orange from half the alert threshold, like the others
+TTFT_P95_ALERT = TTFT_P95.value
+STUCK_RUN_AGE_ALERT = STUCK_RUN_AGE.value
+POLL_STALE_ALERT = POLL_STALE.value
+FALLING_BEHIND_ALERT = FALLING_BEHIND.value
 
 Panel = dict[str, Any]
 
@@ -450,7 +461,7 @@ def run_stats(sel: str, scope: str) -> list[Panel]:
         stat(
             "Failure ratio",
             f"Share of finished runs ({scope}) whose status is failed. Orange above "
-            f"{FAILURE_RATIO_WARN:.0%}, red above {FAILURE_RATIO_CRIT:.0%} (the alert threshold).",
+            f"{FAILURE_RATIO_WARN * 100:g}%, red above {FAILURE_RATIO.text} (the alert threshold).",
             "percentunit",
             [target(failure_ratio(sel), "failed")],
             steps=((None, "green"), (FAILURE_RATIO_WARN, "orange"), (FAILURE_RATIO_CRIT, "red")),
@@ -458,7 +469,7 @@ def run_stats(sel: str, scope: str) -> list[Panel]:
         stat(
             "TTFT p95",
             f"95th percentile time to first token ({scope}). Only runs that report a TTFT are counted. "
-            f"Red at the alert threshold ({TTFT_P95_ALERT} s).",
+            f"Red at the alert threshold ({TTFT_P95.text}).",
             "s",
             [target(quantile(0.95, "letta_run_ttft_seconds", sel), "p95")],
             steps=((None, "green"), (TTFT_P95_ALERT / 2, "orange"), (TTFT_P95_ALERT, "red")),
@@ -495,7 +506,7 @@ def run_panels(sel: str, scope: str) -> list[Panel]:
         timeseries(
             "Failure and cancellation ratio",
             f"Share of finished runs ({scope}) that failed, and that were cancelled. The dashed line is "
-            f"the failure-ratio alert threshold ({FAILURE_RATIO_CRIT:.0%}).",
+            f"the failure-ratio alert threshold ({FAILURE_RATIO.text}).",
             "percentunit",
             [
                 target(failure_ratio(sel), "failed", "A"),
@@ -549,7 +560,7 @@ def latency_panels(sel: str, scope: str, *, duration_by_status: bool) -> list[Pa
             "Time to first token p50 / p90 / p99",
             f"Percentiles of the time to first token ({scope}), estimated from the histogram. Runs that "
             "report no TTFT (Letta's newer agent loops, self-hosted, without a trace) are not counted. "
-            f"The dashed line is the p95 alert threshold ({TTFT_P95_ALERT} s).",
+            f"The dashed line is the p95 alert threshold ({TTFT_P95.text}).",
             "s",
             [
                 target(quantile(0.5, ttft, sel), "p50", "A"),
@@ -614,6 +625,83 @@ def token_panels(sel: str, scope: str) -> list[Panel]:
             "percentunit",
             [target(cached_share, "cached share")],
             maximum=1,
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
+# SLOs: one row per objective, repeated over the objectives whose rules Prometheus has loaded (the
+# chart's default objectives, or an operator's own: rules/slo/, docs/slo.md). These panels read the
+# SLO recording rules; without them the row stays empty.
+
+SLO_SEL = 'job=~"$job", slo=~"$slo"'
+# The burn-rate windows the alerts read: the fast-burn pair's long windows and the slow burn's longest.
+BURN_WINDOWS = [prom_duration(w) for w in (FAST.pairs[0][0], FAST.pairs[1][0], SLOW.pairs[-1][0])]
+
+
+def slo_var() -> dict[str, Any]:
+    return query_var(
+        "slo",
+        "SLO",
+        'label_values(letta_slo:error_budget_remaining:ratio{job=~"$job"}, slo)',
+        multi=True,
+        include_all=True,
+    )
+
+
+def slo_named(expr: str) -> str:
+    """An SLO series with an ``agent_name``: the agent's for an objective that covers each agent on
+    its own, "all agents" for one that covers them together (its series have no agent_id)."""
+    return f'label_replace({with_agent_name(expr)}, "agent_name", "all agents", "agent_name", "")'
+
+
+def slo_panels() -> list[Panel]:
+    factors = ", ".join(f"{long // 3600}h over {f:g}" for long, _, f in FAST.pairs)
+    burn = [
+        target(
+            slo_named(
+                f"letta_slo:sli_error:ratio_rate{w}{{{SLO_SEL}}} / letta_slo:error_budget:ratio{{{SLO_SEL}}}"
+            ),
+            f"{w} {{{{agent_name}}}}",
+            chr(ord("A") + i),
+        )
+        for i, w in enumerate(BURN_WINDOWS)
+    ]
+    return [
+        {**row("SLO $slo"), "repeat": "slo"},
+        stat(
+            "Error budget left ($slo)",
+            "What is left of the objective's error budget over its period "
+            "(letta_slo:error_budget_remaining:ratio): 100% untouched, 0 spent, below 0 overspent. One value "
+            "per agent where the objective covers each agent on its own.",
+            "percentunit",
+            [target(slo_named(f"letta_slo:error_budget_remaining:ratio{{{SLO_SEL}}}"), "{{agent_name}}")],
+            w=6,
+            h=8,
+            steps=((None, "red"), (0, "orange"), (0.25, "green")),
+            decimals=1,
+        ),
+        stat(
+            "Good runs over the period ($slo)",
+            "The share of the objective's runs that were good over its period (1 - "
+            "letta_slo:sli_error:ratio_period); the objective is met while this stays at or above it.",
+            "percentunit",
+            [target(slo_named(f"1 - letta_slo:sli_error:ratio_period{{{SLO_SEL}}}"), "{{agent_name}}")],
+            w=6,
+            h=8,
+            decimals=3,
+        ),
+        timeseries(
+            "Burn rate ($slo)",
+            "How many times as fast as the objective allows the error budget is being spent, over "
+            f"{', '.join(BURN_WINDOWS)}: 1 spends exactly the budget over the period. LettaSLOFastBurn "
+            f"pages at {factors} (with a short window confirming: the dashed line is the first); "
+            "LettaSLOSlowBurn tickets at "
+            + ", ".join(f"{prom_duration(long)} over {f:g}" for long, _, f in SLOW.pairs)
+            + ".",
+            "short",
+            burn,
+            threshold_line=FAST.pairs[0][2],
         ),
     ]
 
@@ -723,7 +811,7 @@ def overview() -> dict:
             "Oldest active run",
             "Age of the oldest run still in flight, across all agents of the selected exporters (the "
             "metric has no agent label). A value that keeps growing is a stuck run; red at the "
-            f"LettaRunsStuck threshold ({STUCK_RUN_AGE_ALERT // 60} min).",
+            f"LettaRunsStuck threshold ({STUCK_RUN_AGE.text}).",
             "s",
             [target(f"max(letta_active_run_max_age_seconds{{{SEL}}})", "oldest")],
             steps=((None, "green"), (STUCK_RUN_AGE_ALERT / 2, "orange"), (STUCK_RUN_AGE_ALERT, "red")),
@@ -784,20 +872,21 @@ def overview() -> dict:
             "Age of the oldest active run",
             "Age of the oldest run still in flight (all agents of the selected exporters). A saw-tooth is "
             "normal; a line that only climbs is a stuck run. The dashed line is the LettaRunsStuck "
-            f"threshold ({STUCK_RUN_AGE_ALERT // 60} min).",
+            f"threshold ({STUCK_RUN_AGE.text}).",
             "s",
             [target(f"max by (instance) (letta_active_run_max_age_seconds{{{SEL}}})", "{{instance}}")],
             threshold_line=STUCK_RUN_AGE_ALERT,
         ),
         row("Agents"),
         table,
+        *slo_panels(),
     ]
     return dashboard(
         OVERVIEW_UID,
         "Letta / Runs overview",
         "Traffic, failures and why, latency, token spend, tools and stuck runs of Letta agents, from "
         "letta-exporter. Pick an agent in the Agents table for its own dashboard.",
-        [*job_instance_vars(), agent_var(multi=True)],
+        [*job_instance_vars(), agent_var(multi=True), slo_var()],
         panels,
     )
 
@@ -892,7 +981,7 @@ def exporter_health() -> dict:
         stat(
             "Since last successful poll",
             "Seconds since the exporter last completed a poll of Letta. It should stay near the poll "
-            f"interval; LettaExporterPollingStale fires above {POLL_STALE_ALERT // 60} min.",
+            f"interval; LettaExporterPollingStale fires above {POLL_STALE.text}.",
             "s",
             [
                 target(
@@ -940,7 +1029,7 @@ def exporter_health() -> dict:
         timeseries(
             "Time since last successful poll",
             "Seconds since the last poll that reached Letta, per instance. The dashed line is the "
-            f"LettaExporterPollingStale threshold ({POLL_STALE_ALERT // 60} min).",
+            f"LettaExporterPollingStale threshold ({POLL_STALE.text}).",
             "s",
             [
                 target(
@@ -1002,7 +1091,7 @@ def exporter_health() -> dict:
             "How long the longest-waiting finished run has waited to be recorded (left axis; 0 when "
             "none waits), and how many finished runs wait for an enrichment worker. A growing age "
             "means Letta finishes runs faster than the exporter can read them; the dashed line is "
-            f"the LettaExporterFallingBehind threshold ({FALLING_BEHIND_ALERT // 60} min).",
+            f"the LettaExporterFallingBehind threshold ({FALLING_BEHIND.text}).",
             "s",
             [
                 target(
@@ -1162,18 +1251,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="only report files that differ")
     args = parser.parse_args(argv)
-    stale = []
-    for name, build in DASHBOARDS.items():
-        path = HERE / name
-        text = render(build)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-    for name in stale:
-        print(f"{name} is out of date: run python dashboards/generate.py", file=sys.stderr)
-    return 1 if stale else 0
+    files = {HERE / name: render(build) for name, build in DASHBOARDS.items()}
+    return write_or_check(files, check=args.check, command="python dashboards/generate.py")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ DESCRIPTION = (
     "Prometheus exporter for Letta agent runs. Every flag can also be set by the environment variable "
     "shown; flags win."
 )
-EPILOG = "Subcommand: 'letta-exporter demo --help' runs against a built-in simulator."
+EPILOG = (
+    "Subcommands: 'letta-exporter demo --help' runs against a built-in simulator; "
+    "'letta-exporter slo-rules --help' writes Prometheus SLO rules from an SLO file (docs/slo.md)."
+)
 
 
 class DemoSettings(Settings):
@@ -86,6 +89,10 @@ def cli_source(*, demo: bool = False) -> CliSettingsSource[argparse.ArgumentPars
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["slo-rules"]:  # a tool beside the exporter: none of its settings apply
+        from exporter.rules.cli import main as slo_rules
+
+        return slo_rules(argv[1:])
     # Not a CliSubCommand: the library gives a subcommand a model of its own, so `demo --port` would
     # set that model's port, which neither LETTA_EXPORTER_PORT nor the exporter's settings share.
     demo = argv[:1] == ["demo"]

@@ -6,9 +6,10 @@ type-checks against Grafana's own schema (npm @grafana/schema, checked with tsc)
 dashboard or rule names is one the exporter's code declares.
 
 Live check: the exporter in demo mode (built-in Letta simulator) scraped by a real
-Prometheus server that also loads rules/; every panel query, with its variables substituted, must
-return data through Prometheus' HTTP API, and every metric a dashboard or rule names must be in a
-live scrape of /metrics.
+Prometheus server that also loads rules/ and the default SLO rules (rules/slo/); every panel query,
+with its variables substituted (the SLO row's once per default objective), must return data
+through Prometheus' HTTP API, and every metric a dashboard or rule names must be in a live scrape
+of /metrics.
 
 The checks in code run in the fast tier. The ones that drive a tool are the integration tier
 (marker ``integration``): promtool and prometheus from Debian's ``prometheus`` package
@@ -38,11 +39,16 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.rules.alerts import ALERTS
 from tests.support import free_port, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
-RULES_FILE = ROOT / "rules" / "letta-exporter.rules.yml"
+# The project's rules and the default SLO rules: what the Helm chart loads, and the SLO row reads.
+RULE_FILES = [ROOT / "rules" / "letta-exporter.rules.yml", ROOT / "rules" / "slo" / "default.rules.yml"]
+SLO_NAMES = [
+    o["name"] for o in yaml.safe_load((ROOT / "rules" / "slo" / "default.yaml").read_text())["objectives"]
+]
 SUPPORT = ROOT / "tests" / "dashboards_support"
 NODE_MODULES = SUPPORT / "node_modules"
 SCHEMA_TYPES = NODE_MODULES / "@grafana" / "schema" / "dist" / "types"
@@ -134,6 +140,7 @@ STATIC_VALUES = {
     "job": "letta-exporter",
     "instance": "127.0.0.1:9464",
     "agent": "agent-00000000-0000-4000-8000-000000000000",
+    "slo": "run-success",
 }
 
 
@@ -184,11 +191,12 @@ def dashboard_metric_names() -> dict[str, set[str]]:
 
 
 def rule_exprs() -> list[tuple[str, str]]:
-    """(rule name, expr) of the rules file."""
+    """(rule name, expr) of the rules files."""
     out = []
-    for group in yaml.safe_load(RULES_FILE.read_text())["groups"]:
-        for rule in group["rules"]:
-            out.append((rule.get("record") or rule["alert"], rule["expr"]))
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                out.append((rule.get("record") or rule["alert"], rule["expr"]))
     return out
 
 
@@ -782,7 +790,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         )
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES_FILE)],
+            "rule_files": [str(path) for path in RULE_FILES],
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [instance]}]}],
         }
         (tmp / "prometheus.yml").write_text(json.dumps(config, indent=1))
@@ -849,24 +857,41 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(live_stack: LiveS
         "__range_s": "300",
     }
     dashboards = all_dashboards()
-    # The template variables' own queries find the job, the instance and the agent.
+    # The template variables' own queries find the job, the instance, the agent and the objectives.
     for dashboard in dashboards.values():
         for var in dashboard["templating"]["list"]:
             if var["type"] != "query":
                 continue
             label = re.search(r",\s*(\w+)\)$", var["query"]).group(1)
-            series = prom_api(
-                live_stack.prometheus,
-                "series",
-                **{"match[]": substitute(variable_selector(var["query"]), values)},
-            )
-            found = {s.get(label) for s in series}
-            expected = {"job": live_stack.job, "instance": live_stack.instance, "agent_id": agent}[label]
-            assert expected in found, f"{dashboard['uid']}: variable {var['name']} lists {found}"
+            expected = {
+                "job": {live_stack.job},
+                "instance": {live_stack.instance},
+                "agent_id": {agent},
+                "slo": set(SLO_NAMES),
+            }[label]
+
+            def lists_expected(
+                var: dict[str, Any] = var, label: str = label, expected: set[str] = expected
+            ) -> bool:
+                selector = substitute(variable_selector(var["query"]), values)
+                found = {
+                    s.get(label) for s in prom_api(live_stack.prometheus, "series", **{"match[]": selector})
+                }
+                assert expected <= found, f"variable {var['name']} lists {found}"
+                return True
+
+            # The SLO rules need a few evaluations before their series exist: wait for them.
+            wait_for(f"variable {var['name']} to list {sorted(expected)}", lists_expected, 60, [])
 
     # Each query with one real agent, and those that filter by agent also with the overview's
-    # default "All" (allValue ".*").
-    pending = {(q, agent): substitute(q.expr, values) for d in dashboards.values() for q in queries(d)}
+    # default "All" (allValue ".*"); the SLO row's once for each default objective (Grafana repeats
+    # the row per objective).
+    pending = {
+        (q, f"{agent} {slo}"): substitute(q.expr, {**values, "slo": slo})
+        for d in dashboards.values()
+        for q in queries(d)
+        for slo in (SLO_NAMES if "slo" in variables_in(q.expr) else [""])
+    }
     pending.update(
         {
             (q, ".*"): substitute(q.expr, {**values, "agent": ".*"})
@@ -901,9 +926,12 @@ def test_rules_load_and_every_recording_rule_has_data(live_stack: LiveStack) -> 
         return prom_api(live_stack.prometheus, "rules")["groups"]
 
     loaded = groups()
-    assert {g["name"] for g in loaded} == {"letta-exporter.rules", "letta-exporter.alerts"}
-    alerts = {r["name"] for g in loaded for r in g["rules"] if r["type"] == "alerting"}
-    assert len(alerts) == 9
+    slo_groups = {f"letta-exporter.slo.{name}" for name in SLO_NAMES}
+    assert {g["name"] for g in loaded} == {"letta-exporter.rules", "letta-exporter.alerts", *slo_groups}
+    alerts = [r["name"] for g in loaded for r in g["rules"] if r["type"] == "alerting"]
+    assert sorted(alerts) == sorted(
+        [a.name for a in ALERTS] + ["LettaSLOFastBurn", "LettaSLOSlowBurn"] * len(SLO_NAMES)
+    )
     records = [r["name"] for g in loaded for r in g["rules"] if r["type"] == "recording"]
 
     def all_have_data() -> bool:
@@ -953,3 +981,23 @@ def test_metric_name_extraction() -> None:
         "and time() - up offset 1m"
     )
     assert metric_names(expr) == {"letta_runs_total", "letta_agent_info", "letta:runs:rate5m", "up"}
+
+
+def test_overview_has_an_slo_row_repeated_per_objective() -> None:
+    overview = load("letta-runs-overview.json")
+    slo = variable(overview, "slo")
+    assert slo is not None and slo["multi"] and slo["includeAll"]
+    assert re.fullmatch(r"label_values\(letta_slo:\w+:ratio\{job=~\"\$job\"\}, slo\)", slo["query"])
+    rows = [p for p in overview["panels"] if p["type"] == "row" and p.get("repeat") == "slo"]
+    assert len(rows) == 1, "no SLO row repeated over the slo variable"
+    # The row repeats with the panels under it, up to the next row: it is the last.
+    below = overview["panels"][overview["panels"].index(rows[0]) + 1 :]
+    assert below and all(p["type"] != "row" for p in below)
+    exprs = [t["expr"] for p in below for t in p["targets"]]
+    assert any("letta_slo:error_budget_remaining:ratio" in e for e in exprs), "no error-budget panel"
+    for window in ("1h", "6h"):  # the page's long windows
+        assert any(
+            f"letta_slo:sli_error:ratio_rate{window}" in e and "/ letta_slo:error_budget:ratio" in e
+            for e in exprs
+        ), f"no {window} burn rate"
+    assert all('slo=~"$slo"' in e for e in exprs)

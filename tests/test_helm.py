@@ -21,6 +21,7 @@ from tests.helm_support import (
     CI_VALUES,
     K8S_MIN,
     K8S_MIN_NATIVE_SIDECAR,
+    MONITORING_APIS,
     NAMESPACE,
     RELEASE,
     REPO,
@@ -30,6 +31,7 @@ from tests.helm_support import (
     of_kind,
     one,
     parent_chart,
+    parse,
     render,
     run_helm,
     template_args,
@@ -37,6 +39,7 @@ from tests.helm_support import (
     validate_core,
     validate_crd,
 )
+from tests.test_config import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +48,7 @@ CI_IDS = [path.name.removesuffix("-values.yaml") for path in CI_VALUES]
 FULLNAME = f"{RELEASE}-letta-exporter"
 DASHBOARDS = sorted((REPO / "dashboards").glob("*.json"))
 RULE_FILES = sorted((REPO / "rules").glob("*.rules.y*ml"))
+SLO_RULES = REPO / "rules" / "slo" / "default.rules.yml"  # prometheusRule.slo.enabled, on by default
 
 
 def ci(name: str) -> Path:
@@ -504,9 +508,9 @@ def test_dashboard_configmaps_carry_exactly_the_repository_json() -> None:
     assert not of_kind(render(sets=["dashboards.enabled=false"]), "ConfigMap")
 
 
-def repo_rule_groups() -> list[dict[str, Any]]:
+def repo_rule_groups(slo: Path | None = SLO_RULES) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
-    for path in RULE_FILES:
+    for path in [*RULE_FILES, *([slo] if slo else [])]:
         groups += yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
     return groups
 
@@ -535,14 +539,61 @@ def test_prometheus_rule_options() -> None:
     rendered = [r for g in rule["spec"]["groups"] for r in g["rules"]]
     assert alerts[0] not in [r.get("alert") for r in rendered]
     assert len(rendered) == sum(len(g["rules"]) for g in groups) - 1
-    for r in rendered:
-        if "alert" in r:
-            assert r["labels"]["team"] == "ml-platform"
-            original = next(o for g in groups for o in g["rules"] if o.get("alert") == r["alert"])
-            # The rule's own labels (severity) are kept.
-            assert original.get("labels", {}).items() <= r["labels"].items()
-        else:
-            assert "team" not in r.get("labels", {})
+    # Alert names repeat across groups (each SLO group has its burn-rate pair): pair rules by group.
+    originals = {g["name"]: [o for o in g["rules"] if o.get("alert") != alerts[0]] for g in groups}
+    for group in rule["spec"]["groups"]:
+        for r, original in zip(group["rules"], originals[group["name"]], strict=True):
+            if "alert" in r:
+                assert r["labels"]["team"] == "ml-platform"
+                # The rule's own labels (severity, slo) are kept.
+                assert original.get("labels", {}).items() <= r["labels"].items()
+            else:
+                assert r.get("labels", {}) == original.get("labels", {})
+
+
+def test_prometheus_rule_slo_rules_default_off_or_your_own(tmp_path: Path) -> None:
+    """The default objectives' rules ship unless switched off; an operator's own, generated with
+    `letta-exporter slo-rules` and passed with --set-file, replace them and follow the same options."""
+    assert not any(g["name"].startswith("letta-exporter.slo.") for g in repo_rule_groups(slo=None))
+    off = one(render(sets=["prometheusRule.slo.enabled=false"]), "PrometheusRule")
+    assert off["spec"]["groups"] == repo_rule_groups(slo=None)
+
+    slo_file = tmp_path / "team-slos.yaml"
+    slo_file.write_text(
+        "objectives:\n"
+        "  - {name: support-success, sli: success, objective: 99.5, agents: {name: 'support-.*'}}\n"
+    )
+    own = tmp_path / "team-slo.rules.yml"
+    result = run_cli("slo-rules", str(slo_file), "-o", str(own), env={})
+    assert result.returncode == 0, result.stderr
+    args = template_args(
+        sets=[
+            "prometheusRule.disabledAlerts={LettaSLOSlowBurn}",
+            "prometheusRule.additionalRuleLabels.team=support",
+        ],
+        api_versions=MONITORING_APIS,
+    )
+    for helm in helm_binaries():
+        docs = parse(run_helm([*args, "--set-file", f"prometheusRule.slo.rules={own}"], helm).stdout)
+        rule = one(docs, "PrometheusRule")
+        validate_crd(rule)
+        groups = rule["spec"]["groups"]
+        assert [g["name"] for g in groups] == [
+            *(g["name"] for g in repo_rule_groups(slo=None)),
+            "letta-exporter.slo.support-success",
+        ]
+        slo_alerts = [r for r in groups[-1]["rules"] if "alert" in r]
+        assert [r["alert"] for r in slo_alerts] == ["LettaSLOFastBurn"]
+        assert slo_alerts[0]["labels"] == {
+            "severity": "critical",
+            "slo": "support-success",
+            "team": "support",
+        }
+
+    not_rules = tmp_path / "values.yaml"
+    not_rules.write_text("objectives: []\n")
+    proc = run_helm([*args, "--set-file", f"prometheusRule.slo.rules={not_rules}"], check=False)
+    assert proc.returncode != 0 and "prometheusRule.slo.rules: no groups: list" in proc.stderr
 
 
 def test_rules_and_dashboards_templates_with_sample_files(tmp_path: Path) -> None:
