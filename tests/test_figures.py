@@ -164,7 +164,7 @@ def test_what_a_missing_endpoint_costs_is_said_figure_by_figure() -> None:
     said = without(Source.METRICS)
     assert "tools: none" in said
     assert "duration_ns from the run's total_duration_ns, then the run's completed_at - created_at" in said
-    assert "num_steps from the number of steps" in said
+    assert "num_steps only from the number of steps" in said
     assert "agent_id" not in said  # /metrics gives no agent
     # Every source some figure takes is one the enrichment knows how to read.
     assert {take.source for figure in FIGURES for take in figure.takes} == set(Source)
