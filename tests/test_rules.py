@@ -73,7 +73,7 @@ def test_every_expected_alert_is_defined_with_severity_annotations_and_for() -> 
     assert KEPT_ALERTS <= EXPECTED_ALERTS
     assert set(alerts) == EXPECTED_ALERTS
     for name, rule in alerts.items():
-        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["labels"]["severity"] in ("info", "warning", "critical"), name
         annotations = rule["annotations"]
         assert annotations.get("summary", "").strip(), f"{name}: no summary"
         assert annotations.get("description", "").strip(), f"{name}: no description"

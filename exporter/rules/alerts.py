@@ -88,6 +88,39 @@ ALERTS: tuple[Alert, ...] = (
         brief="no successful poll for over ${age} while Letta counts as reachable",
     ),
     Alert(
+        name="LettaExporterNotRecording",
+        severity="warning",
+        for_seconds=300,
+        comment="Never a silent zero: finished runs are seen but none gets recorded (a server the "
+        "exporter misreads, reads that keep failing). The exporter's log says what they wait for.",
+        expr="max by (job, instance) (letta_exporter_not_recording) == 1",
+        summary="Letta exporter {{ $labels.instance }} sees runs finish but records none.",
+        description="letta-exporter {{ $labels.instance }} (job {{ $labels.job }}) has had finished runs "
+        "waiting for five polls in a row without recording one, for ${for}: its log line 'no run "
+        "recorded for 5 polls' names what they wait for (the steps stream, failed reads, late figures). "
+        "Run counts are not being updated.",
+        fires_when="finished runs have waited five polls in a row and none was recorded "
+        "(`letta_exporter_not_recording`): the log names what they wait for",
+        brief="finished runs are seen but none is recorded for five polls",
+    ),
+    Alert(
+        name="LettaEndpointMissing",
+        severity="info",
+        for_seconds=900,
+        comment="This Letta does not serve an endpoint the exporter reads (an older or newer server, "
+        "/trace without ClickHouse): nothing is lost that another source gives, but some figures are "
+        "(docs/servers.md). Information, not a page: a server upgrade can bring it back.",
+        expr="letta_exporter_endpoint_available == 0",
+        summary="Letta does not serve {{ $labels.endpoint }} to exporter {{ $labels.instance }}.",
+        description="letta-exporter {{ $labels.instance }} (job {{ $labels.job }}) found that Letta does "
+        "not serve {{ $labels.endpoint }}; the figures it gave come from their next source, and the "
+        "exporter's log says which are lost (docs/servers.md). It asks again every "
+        "LETTA_EXPORTER_TRACE_PROBE_INTERVAL.",
+        fires_when="Letta lacks an endpoint the exporter reads (`letta_exporter_endpoint_available == 0`): "
+        "its figures come from their next source, the log names what is lost",
+        brief="Letta lacks an endpoint the exporter reads (its figures come from the next source)",
+    ),
+    Alert(
         name="LettaApiErrorsHigh",
         severity="warning",
         for_seconds=900,

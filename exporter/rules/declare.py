@@ -123,7 +123,7 @@ class Alert:
     table) take its text form, and ``${for}`` the ``for:`` duration spoken ("15 minutes")."""
 
     name: str
-    severity: Literal["warning", "critical"]
+    severity: Literal["info", "warning", "critical"]
     for_seconds: int
     expr: str
     summary: str
