@@ -323,14 +323,16 @@ REVERSED_SIDES = {key: "older" if side == "newer" else "newer" for key, side in 
 RUN_LIST_SIDES = {"spec": SPEC_SIDES, "letta-0.16.8": REVERSED_SIDES}
 
 
-@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_run_list_cursors_mean_what_the_server_they_stand_for_says(sim_factory, client_for, clock, semantics):
-    sim = sim_factory(clock, cursor_semantics=semantics)
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8"])
+def test_run_list_cursors_mean_what_the_server_they_stand_for_says(
+    sim_factory, client_for, clock, generation
+):
+    sim = sim_factory(clock, generation=generation)
     sim.add_history(9, max_age_seconds=100)
     client = client_for(sim)
     oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
     pivot = 4
-    for (order, param), side in RUN_LIST_SIDES[semantics].items():
+    for (order, param), side in RUN_LIST_SIDES[generation].items():
         query = {"order": order, param: oldest_first[pivot], "limit": 1000}
         got = [run["id"] for run in client.get("/v1/runs/", params=query).json()]
         expected = oldest_first[pivot + 1 :] if side == "newer" else oldest_first[:pivot]
@@ -338,7 +340,7 @@ def test_run_list_cursors_mean_what_the_server_they_stand_for_says(sim_factory, 
 
 
 def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(sim_factory, client_for, clock) -> None:
-    sim = sim_factory(clock, cursor_semantics="letta-0.16.8")
+    sim = sim_factory(clock, generation="letta-0.16.8")
     sim.add_history(10, max_age_seconds=100)
     client = client_for(sim)
     oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
@@ -346,9 +348,9 @@ def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(sim_factory,
     assert client.get("/v1/runs/", params={"order": "asc", "after": oldest_first[0]}).json() == []
 
 
-@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_steps_list_cursors_follow_the_spec_on_both(sim_factory, client_for, clock, semantics) -> None:
-    sim = sim_factory(clock, cursor_semantics=semantics)
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8"])
+def test_steps_list_cursors_follow_the_spec_on_both(sim_factory, client_for, clock, generation) -> None:
+    sim = sim_factory(clock, generation=generation)
     sim.add_history(40, max_age_seconds=100)
     client = client_for(sim)
     runs = client.get("/v1/runs/", params={"limit": 1000}).json()
@@ -368,13 +370,13 @@ def test_steps_list_cursors_follow_the_spec_on_both(sim_factory, client_for, clo
         assert got == (expected if order == "asc" else expected[::-1]), (order, param)
 
 
-@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_paging_a_burst_returns_every_run_exactly_once(sim_factory, client_for, clock, semantics) -> None:
-    sim = sim_factory(clock, cursor_semantics=semantics)
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8"])
+def test_paging_a_burst_returns_every_run_exactly_once(sim_factory, client_for, clock, generation) -> None:
+    sim = sim_factory(clock, generation=generation)
     ids = sim.burst(130)  # one created_at for all: ordering falls back to the id
     finished(sim, clock)
     client = client_for(sim)
-    sides = RUN_LIST_SIDES[semantics]
+    sides = RUN_LIST_SIDES[generation]
     older = next(param for (order, param), side in sides.items() if order == "desc" and side == "older")
     newer = next(param for (order, param), side in sides.items() if order == "asc" and side == "newer")
     newest_first = page_all(client, order="desc", cursor=older, limit=40)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from exporter.state import STATE_VERSION, StateFile
-from tests.conftest import BOTH_CURSORS
+from tests.conftest import GENERATIONS
 from tests.support import (
     assert_matches_truth,
     make_exporter,
@@ -37,7 +37,7 @@ def test_save_is_atomic_and_versioned(tmp_path, monkeypatch) -> None:
     assert json.loads(store.path.read_text())["n"] == 1
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_factory, tmp_path) -> None:
     sim = sim_factory()
     state_file = tmp_path / "state.json"

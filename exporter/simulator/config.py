@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRACE_MODES = ("501", "rows", "empty")
-CURSOR_SEMANTICS = ("spec", "letta-0.16.8")
+GENERATIONS = ("spec", "letta-0.16.8")
 
 
 @dataclass
@@ -36,12 +36,12 @@ class SimConfig:
     retention_seconds: float | None = None
     # Share of runs failing with a stop reason newer than the exporter's enum (pass-through test).
     unknown_stop_reason_fraction: float = 0.02
-    # What the run list's ``before``/``after`` mean. "spec": relative to the sort order, as the
-    # published spec and Letta Cloud (with order=desc, after=X lists older runs, before=X newer).
-    # "letta-0.16.8": the last self-hosted server, the reverse in every order (order=desc&before=X
-    # lists older runs; order=asc&after=X earlier ones, which is why that capture came back empty).
-    # The steps list reads them as the spec in both (measured on 0.16.8).
-    cursor_semantics: str = "spec"
+    # Which Letta the simulator is. "spec": the published spec, with its cursor meaning (relative to
+    # the sort order, as Letta Cloud: with order=desc, after=X lists older runs, before=X newer).
+    # "letta-0.16.8": the last self-hosted server, whose run list reads cursors the reverse way in
+    # every order (order=desc&before=X lists older runs; order=asc&after=X earlier ones, which is why
+    # that capture came back empty). The per-run steps list reads them as the spec in both.
+    generation: str = "spec"
     # Stop generating runs (the arrival rate) after this many; None = no limit. Bursts, history and
     # stuck runs do not count. A fixed workload whose truth a test can wait for from outside.
     max_runs: int | None = None
@@ -56,8 +56,8 @@ class SimConfig:
             raise ValueError("runs_per_second must not be negative")
         if self.trace_mode not in TRACE_MODES:
             raise ValueError(f"trace_mode must be one of {TRACE_MODES}, got {self.trace_mode!r}")
-        if self.cursor_semantics not in CURSOR_SEMANTICS:
-            raise ValueError(f"cursor_semantics must be one of {CURSOR_SEMANTICS}")
+        if self.generation not in GENERATIONS:
+            raise ValueError(f"generation must be one of {GENERATIONS}, got {self.generation!r}")
         if self.max_runs is not None and self.max_runs < 0:
             raise ValueError("max_runs must not be negative")
         if self.retention_seconds is not None and self.retention_seconds <= 0:

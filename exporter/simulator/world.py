@@ -452,7 +452,7 @@ class World:
         with self._lock:
             now = self._tick()
             newer_than, older_than = cursor_bounds(
-                descending, before, after, reversed_=self.config.cursor_semantics == "letta-0.16.8"
+                descending, before, after, reversed_=self.config.generation == "letta-0.16.8"
             )
             # An unknown cursor ID filters nothing (Letta looks the row up and skips the filter).
             lower_run, upper_run = self._visible(newer_than), self._visible(older_than)
