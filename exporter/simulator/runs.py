@@ -380,7 +380,10 @@ def _step_count(run: SimRun, rng: random.Random) -> int:
     return rng.choices(range(1, 7), weights=STEP_COUNT_WEIGHTS)[0]
 
 
-def _failed_step(run: SimRun, step_id: str, trace_id: str | None, jobs_era: bool) -> StepData:
+Times = tuple[int | None, int | None]
+
+
+def _failed_step(run: SimRun, step_id: str, trace_id: str | None, jobs_era: bool, times: Times) -> StepData:
     # Letta 0.11 records an upstream failure as an unknown error (run_failed_steps.json).
     error_type, message = ("Unknown", "Unknown error") if jobs_era else failure(run)
     return StepData(
@@ -398,11 +401,19 @@ def _failed_step(run: SimRun, step_id: str, trace_id: str | None, jobs_era: bool
         error_type=error_type,
         error_message=message,
         trace_id=trace_id,
+        start_us=times[0],
+        end_us=times[1],
     )
 
 
 def _done_step(
-    run: SimRun, rng: random.Random, step_id: str, tokens: tuple[int, int], last: bool, trace_id: str | None
+    run: SimRun,
+    rng: random.Random,
+    step_id: str,
+    tokens: tuple[int, int],
+    last: bool,
+    trace_id: str | None,
+    times: Times,
 ) -> StepData:
     model = run.agent.model
     prompt, completion = tokens
@@ -439,6 +450,8 @@ def _done_step(
         error_type=None,
         error_message=None,
         trace_id=trace_id,
+        start_us=times[0],
+        end_us=times[1],
     )
 
 
@@ -468,21 +481,17 @@ def derive_details(run: SimRun, tools: tuple[str, ...], *, jobs_era: bool = Fals
     trace_id = f"{rng.getrandbits(128):032x}" if rng.random() < 0.5 else None
     base_prompt = rng.randint(700, 3000)
     steps = []
-    for index in range(count):
+    for index, times in enumerate(step_times(run, count)):
         step_id = f"step-{make_uuid(rng)}"
         last = index == count - 1
         tokens = (base_prompt + index * rng.randint(60, 400), rng.randint(8, 400))
         if last and run.status == "failed":
-            steps.append(_failed_step(run, step_id, trace_id, jobs_era))
+            steps.append(_failed_step(run, step_id, trace_id, jobs_era, times))
         else:
-            steps.append(_done_step(run, rng, step_id, tokens, last, trace_id))
+            steps.append(_done_step(run, rng, step_id, tokens, last, trace_id, times))
     if jobs_era:
         steps = _as_jobs_era(steps)
-    timed = [
-        replace(step, start_us=start, end_us=end)
-        for step, (start, end) in zip(steps, step_times(run, count), strict=True)
-    ]
     tools_used = None
     if count > 1:
         tools_used = tuple(rng.sample(tools, rng.randint(1, min(3, count - 1))))
-    return RunDetails(steps=tuple(timed), tools_used=tools_used)
+    return RunDetails(steps=tuple(steps), tools_used=tools_used)
