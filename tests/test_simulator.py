@@ -725,8 +725,9 @@ def test_stop_closes_even_kept_alive_connections(sim_factory, client_for) -> Non
 
 
 def test_cli_serves_until_sigterm() -> None:
+    args = ["--port", "0", "--rate", "5", "--rate-429", "0", "--generation", "letta-0.11"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter.simulator", "--port", "0", "--rate", "5", "--rate-429", "0"],
+        [sys.executable, "-m", "exporter.simulator", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -737,7 +738,7 @@ def test_cli_serves_until_sigterm() -> None:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
-        assert httpx.get(f"{base_url}/v1/health/", timeout=5).status_code == 200
+        assert httpx.get(f"{base_url}/v1/health/", timeout=5).json()["version"] == "0.11.7"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
