@@ -35,26 +35,27 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-# Both list-cursor behaviours a Letta server can have (docs/architecture.md, "Paging"); tests of
-# exactly-once counting run under each with @pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS).
-# Letta Cloud's (spec) in the fast tier; 0.16.8's doubles their time, so it runs in the full run.
-BOTH_CURSORS = ("spec", pytest.param("letta-0.16.8", marks=pytest.mark.integration))
+# The Letta generations the exporter serves (exporter/simulator/config.py); tests of exactly-once
+# counting run under each with @pytest.mark.parametrize("generation", GENERATIONS). The spec's in the
+# fast tier; each other one doubles their time, so it runs in the full run. "cloud" and "letta-0.11"
+# join once the client speaks them.
+GENERATIONS = ("spec", pytest.param("letta-0.16.8", marks=pytest.mark.integration))
 
 
 @pytest.fixture
-def cursor_semantics() -> str:
-    return "spec"  # Letta Cloud's, the default target
+def generation() -> str:
+    return "spec"  # the published spec (Letta Cloud's cursors), the default target
 
 
 @pytest.fixture
-def sim_factory(cursor_semantics: str) -> Iterator[Callable[..., Simulator]]:
+def sim_factory(generation: str) -> Iterator[Callable[..., Simulator]]:
     """``sim_factory(**config)``: a simulator serving on loopback (seed 7, three agents, quick tidy
-    runs, the ``cursor_semantics`` fixture's paging unless ``config`` says otherwise; ``clock=`` and
+    runs, the ``generation`` fixture's Letta unless ``config`` says otherwise; ``clock=`` and
     ``faults=`` go to the simulator). All are stopped after the test."""
     started: list[Simulator] = []
 
     def make(clock: FakeClock | None = None, faults: Faults | None = None, **config: object) -> Simulator:
-        options = {"seed": 7, "agents": 3, "cursor_semantics": cursor_semantics, **QUICK, **config}
+        options = {"seed": 7, "agents": 3, "generation": generation, **QUICK, **config}
         kwargs = {"clock": clock} if clock is not None else {}
         sim = Simulator(SimConfig(**options), faults, **kwargs).start(host="127.0.0.1", port=0)
         started.append(sim)

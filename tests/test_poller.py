@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from exporter.labels import enum_label
-from tests.conftest import BOTH_CURSORS
+from tests.conftest import GENERATIONS
 from tests.support import (
     assert_matches_truth,
     make_exporter,
@@ -43,7 +43,7 @@ def test_run_finishing_between_polls_is_counted_once(sim_factory) -> None:
     assert_matches_truth(samples, sim.truth())
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_burst_larger_than_a_page_is_counted_exactly(sim_factory) -> None:
     sim = sim_factory()
 
@@ -58,7 +58,7 @@ def test_burst_larger_than_a_page_is_counted_exactly(sim_factory) -> None:
     assert_matches_truth(samples, sim.truth())
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_runs_visible_late_with_older_created_at_are_not_missed(sim_factory) -> None:
     sim = sim_factory(late_visibility_fraction=0.5, late_visibility_max=1.0)
 
@@ -161,7 +161,7 @@ def test_history_is_not_counted_by_default(sim_factory) -> None:
     assert_matches_truth(samples, new_runs)
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_backfill_counts_recent_history_once(sim_factory) -> None:
     sim = sim_factory()
     sim.add_history(40, max_age_seconds=1200)
@@ -208,7 +208,7 @@ def test_a_deleted_in_flight_run_is_dropped_and_counted_as_lost(sim_factory) -> 
     assert runs_counted(samples) == 0
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_a_fresh_exporter_on_the_same_server_does_not_recount(sim_factory) -> None:
     sim = sim_factory()
 
@@ -312,7 +312,7 @@ def test_runs_seen_in_flight_cost_no_retrieve_when_discovery_sees_them_end(sim_f
     assert calls.get(("retrieve_run",), 0) == 0, calls
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 @pytest.mark.parametrize("max_pending", [5, 40])
 def test_a_backlog_past_the_pending_bound_waits_in_letta_and_is_counted_exactly(
     sim_factory, max_pending: int
@@ -358,7 +358,7 @@ def test_a_backlog_past_the_pending_bound_waits_in_letta_and_is_counted_exactly(
     assert not exporter.tracker.pending and exporter.tracker.deferred_since is None
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_a_burst_of_a_thousand_runs_between_two_polls_is_counted_exactly(sim_factory) -> None:
     sim = sim_factory()
 
@@ -375,7 +375,7 @@ def test_a_burst_of_a_thousand_runs_between_two_polls_is_counted_exactly(sim_fac
     assert_matches_truth(samples, sim.truth())
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_catching_up_five_thousand_runs_after_downtime_counts_each_once(sim_factory, tmp_path) -> None:
     """Enrichment off: this is about discovery paging 50 pages deep across a restart (and about
     backpressure: one poll takes in no more than the pending bound, the rest waits in Letta)."""

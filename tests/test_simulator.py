@@ -1,5 +1,5 @@
-"""The Letta simulator over real loopback HTTP: shapes as captured from Letta 0.16.8, its quirks,
-fault injection, auth, and ground truth that agrees with what the API says.
+"""The Letta simulator over real loopback HTTP: shapes as captured from Letta 0.16.8 and 0.11.7, the
+quirks of each generation, fault injection, auth, and ground truth that agrees with what the API says.
 
 Most tests step an injected clock instead of sleeping, so lifecycle moments (late visibility, the
 write lag) are hit exactly and the file stays fast.
@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ import httpx
 import pytest
 
 from exporter.letta.models import Run, RunMetrics, Step, UsageStatistics
-from exporter.simulator import Faults, SimConfig, Simulator, TruthRun
+from exporter.simulator import Faults, SimConfig, Simulator, TruthRun, TruthStep
 from tests.support import QUICK, FakeClock
 
 REAL = Path(__file__).resolve().parent / "fixtures" / "letta-real"
+REAL_011 = Path(__file__).resolve().parent / "fixtures" / "letta-real-0.11.7"
 ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN_ID = "run-00000000-0000-4000-8000-000000000000"
 
@@ -74,6 +75,26 @@ def page_all(client: httpx.Client, *, order: str, cursor: str, limit: int) -> li
         if len(page) < limit:
             return ids
         params[cursor] = page[-1]["id"]
+
+
+def list_steps(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    response = client.get("/v1/steps/", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def page_steps(client: httpx.Client, order: str, **params: Any) -> list[dict[str, Any]]:
+    """Every row of the global steps list, paged with the spec's cursor (``after``)."""
+    rows: list[dict[str, Any]] = []
+    query: dict[str, Any] = {"order": order, "limit": 100, **params}
+    while page := list_steps(client, **query):
+        rows += page
+        query["after"] = page[-1]["id"]
+    return rows
+
+
+def ids(rows: list[dict[str, Any]]) -> list[str]:
+    return [row["id"] for row in rows]
 
 
 def finished(sim: Simulator, clock: FakeClock, seconds: float = 5.0) -> None:
@@ -217,8 +238,9 @@ def test_runs_become_visible_late_and_out_of_created_at_order(sim_factory, clien
     first_batch_hidden = any(run_id in hidden for run_id in ids[:40])
     second_batch_shown = any(run_id in visible for run_id in ids[40:])
     assert first_batch_hidden and second_batch_shown
-    # Invisible to every lookup, cursors included, until committed.
+    # Invisible to every lookup, cursors included, until committed; so are its step rows.
     assert client.get(f"/v1/runs/{hidden[0]}").status_code == 404
+    assert {row["run_id"] for row in list_steps(client, limit=1000)} <= visible
     before_hidden = client.get("/v1/runs/", params={"before": hidden[0], "limit": 1000}).json()
     assert len(before_hidden) == len(visible), "an invisible cursor is ignored"
     clock.advance(1.0)
@@ -258,11 +280,20 @@ def test_stuck_runs_stay_running_until_released(sim_factory, client_for, clock) 
     )
     assert not sim.wait_idle(0.05)
     assert sim.truth() == []
+    # Each is stuck in its first step: one row, pending, listed globally too.
+    waiting = {run_id: client.get(f"/v1/runs/{run_id}/steps").json() for run_id in stuck}
+    assert all([row["status"] for row in rows] == ["pending"] for rows in waiting.values())
+    listed = {row["id"]: row["status"] for row in list_steps(client, limit=1000)}
+    assert listed == {rows[0]["id"]: "pending" for rows in waiting.values()}
     sim.release_stuck()
     clock.advance(0.1)
     assert sim.wait_idle(1.0)
     assert {run.id for run in sim.truth()} == set(stuck)
     assert client.get("/v1/runs/active").json() == []
+    for run in sim.truth():
+        rows = client.get(f"/v1/runs/{run.id}/steps", params={"order": "asc"}).json()
+        assert [row["id"] for row in rows] == [step.id for step in run.steps]
+        assert rows[0]["id"] == waiting[run.id][0]["id"] and "pending" not in {row["status"] for row in rows}
 
 
 def test_deleted_runs_answer_404_and_leave_truth(sim_factory, client_for, clock) -> None:
@@ -270,7 +301,8 @@ def test_deleted_runs_answer_404_and_leave_truth(sim_factory, client_for, clock)
     ids = sim.burst(4)
     finished(sim, clock)
     gone = ids[1]
-    outcome = next((run.status, run.stop_reason) for run in sim.truth() if run.id == gone)
+    truth_before = sim.truth()
+    outcome = next((run.status, run.stop_reason) for run in truth_before if run.id == gone)
     before = sim.truth_totals()
     sim.delete_run(gone)
     client = client_for(sim)
@@ -278,6 +310,11 @@ def test_deleted_runs_answer_404_and_leave_truth(sim_factory, client_for, clock)
     assert client.get(f"/v1/runs/{gone}/metrics").json()["detail"].startswith("RunMetrics not found")
     assert gone not in {run["id"] for run in client.get("/v1/runs/").json()}
     assert gone not in {run.id for run in sim.truth()}
+    # Its step rows leave the global list with it.
+    assert {row["run_id"] for row in list_steps(client, limit=1000)} == {
+        run.id for run in sim.truth() if run.steps
+    }
+    assert gone in {run.id for run in truth_before if run.steps}
     after = sim.truth_totals()
     assert after.get(outcome, 0) == before[outcome] - 1
 
@@ -323,14 +360,16 @@ REVERSED_SIDES = {key: "older" if side == "newer" else "newer" for key, side in 
 RUN_LIST_SIDES = {"spec": SPEC_SIDES, "letta-0.16.8": REVERSED_SIDES}
 
 
-@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_run_list_cursors_mean_what_the_server_they_stand_for_says(sim_factory, client_for, clock, semantics):
-    sim = sim_factory(clock, cursor_semantics=semantics)
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8"])
+def test_run_list_cursors_mean_what_the_server_they_stand_for_says(
+    sim_factory, client_for, clock, generation
+):
+    sim = sim_factory(clock, generation=generation)
     sim.add_history(9, max_age_seconds=100)
     client = client_for(sim)
     oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
     pivot = 4
-    for (order, param), side in RUN_LIST_SIDES[semantics].items():
+    for (order, param), side in RUN_LIST_SIDES[generation].items():
         query = {"order": order, param: oldest_first[pivot], "limit": 1000}
         got = [run["id"] for run in client.get("/v1/runs/", params=query).json()]
         expected = oldest_first[pivot + 1 :] if side == "newer" else oldest_first[:pivot]
@@ -338,7 +377,7 @@ def test_run_list_cursors_mean_what_the_server_they_stand_for_says(sim_factory, 
 
 
 def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(sim_factory, client_for, clock) -> None:
-    sim = sim_factory(clock, cursor_semantics="letta-0.16.8")
+    sim = sim_factory(clock, generation="letta-0.16.8")
     sim.add_history(10, max_age_seconds=100)
     client = client_for(sim)
     oldest_first = [run["id"] for run in client.get("/v1/runs/", params={"order": "asc"}).json()]
@@ -346,9 +385,9 @@ def test_the_0168_run_list_reproduces_the_captured_asc_after_answer(sim_factory,
     assert client.get("/v1/runs/", params={"order": "asc", "after": oldest_first[0]}).json() == []
 
 
-@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_steps_list_cursors_follow_the_spec_on_both(sim_factory, client_for, clock, semantics) -> None:
-    sim = sim_factory(clock, cursor_semantics=semantics)
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8"])
+def test_steps_list_cursors_follow_the_spec_on_both(sim_factory, client_for, clock, generation) -> None:
+    sim = sim_factory(clock, generation=generation)
     sim.add_history(40, max_age_seconds=100)
     client = client_for(sim)
     runs = client.get("/v1/runs/", params={"limit": 1000}).json()
@@ -368,13 +407,13 @@ def test_steps_list_cursors_follow_the_spec_on_both(sim_factory, client_for, clo
         assert got == (expected if order == "asc" else expected[::-1]), (order, param)
 
 
-@pytest.mark.parametrize("semantics", ["spec", "letta-0.16.8"])
-def test_paging_a_burst_returns_every_run_exactly_once(sim_factory, client_for, clock, semantics) -> None:
-    sim = sim_factory(clock, cursor_semantics=semantics)
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8"])
+def test_paging_a_burst_returns_every_run_exactly_once(sim_factory, client_for, clock, generation) -> None:
+    sim = sim_factory(clock, generation=generation)
     ids = sim.burst(130)  # one created_at for all: ordering falls back to the id
     finished(sim, clock)
     client = client_for(sim)
-    sides = RUN_LIST_SIDES[semantics]
+    sides = RUN_LIST_SIDES[generation]
     older = next(param for (order, param), side in sides.items() if order == "desc" and side == "older")
     newer = next(param for (order, param), side in sides.items() if order == "asc" and side == "newer")
     newest_first = page_all(client, order="desc", cursor=older, limit=40)
@@ -666,9 +705,14 @@ def test_retention_bounds_memory_while_totals_keep_counting(sim_factory, client_
     assert totals > 1600  # about 2000 runs finished, most of them pruned by now
     assert totals > 3 * sizes[-1]
     assert sim.truth_usage_totals()["runs"] == totals
-    # A pruned run is gone from the API as well.
-    oldest = client_for(sim).get("/v1/runs/", params={"order": "asc", "limit": 1}).json()[0]
+    # A pruned run is gone from the API as well, its step rows with it.
+    client = client_for(sim)
+    oldest = client.get("/v1/runs/", params={"order": "asc", "limit": 1}).json()[0]
     assert Run.model_validate(oldest).created_at.timestamp() >= clock.now - 3.5
+    listed = {run["id"] for run in client.get("/v1/runs/", params={"limit": 1000}).json()}
+    rows = page_steps(client, "asc")
+    assert rows and {row["run_id"] for row in rows} <= listed
+    assert len(rows) < 200 * 3.5 * 10  # bounded like the runs (at most ten steps a run)
 
 
 def test_stop_closes_even_kept_alive_connections(sim_factory, client_for) -> None:
@@ -681,8 +725,9 @@ def test_stop_closes_even_kept_alive_connections(sim_factory, client_for) -> Non
 
 
 def test_cli_serves_until_sigterm() -> None:
+    args = ["--port", "0", "--rate", "5", "--rate-429", "0", "--generation", "letta-0.11"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter.simulator", "--port", "0", "--rate", "5", "--rate-429", "0"],
+        [sys.executable, "-m", "exporter.simulator", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -693,7 +738,7 @@ def test_cli_serves_until_sigterm() -> None:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
-        assert httpx.get(f"{base_url}/v1/health/", timeout=5).status_code == 200
+        assert httpx.get(f"{base_url}/v1/health/", timeout=5).json()["version"] == "0.11.7"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
@@ -798,3 +843,441 @@ def test_ttft_can_live_in_the_trace_only(sim_factory, client_for, clock) -> None
 def test_trace_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="trace_mode"):
         SimConfig(trace_mode="clickhouse")
+
+
+# -- the global steps list (GET /v1/steps/) -----------------------------------------------------------
+
+
+def steps_in_order(truth: list[TruthRun]) -> list[TruthStep]:
+    """Every step row, oldest first: by (created_at, id), as Letta's ORM sorts them."""
+    return sorted((step for run in truth for step in run.steps), key=lambda step: (step.created_at, step.id))
+
+
+UNKNOWN_STEP = "step-00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize("generation", ["spec", "cloud"])
+def test_steps_list_pages_every_row_in_creation_order(sim_factory, client_for, clock, generation) -> None:
+    sim = sim_factory(clock, generation=generation)
+    sim.add_history(80, max_age_seconds=600)
+    client = client_for(sim)
+    oldest_first = [step.id for step in steps_in_order(sim.truth())]
+    assert len(oldest_first) > 150
+    assert ids(list_steps(client)) == oldest_first[::-1][:50], "newest first, 50, by default"
+    assert ids(page_steps(client, "asc")) == oldest_first
+    assert ids(page_steps(client, "desc")) == oldest_first[::-1]
+    assert len(list_steps(client, limit=1000)) == len(oldest_first)
+    # The spec's cursors: relative to the sort order.
+    pivot = 70
+    for (order, param), side in SPEC_SIDES.items():
+        got = ids(list_steps(client, order=order, limit=1000, **{param: oldest_first[pivot]}))
+        expected = oldest_first[pivot + 1 :] if side == "newer" else oldest_first[:pivot]
+        assert got == (expected if order == "asc" else expected[::-1]), (order, param)
+    response = client.get("/v1/steps/", params={"after": UNKNOWN_STEP})
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": f"No Step found with id {UNKNOWN_STEP}"},
+    )
+    # The spec's Step has no created_at; the rows are the captured 0.16.8 rows, key for key.
+    real_keys = tuple(capture("run_completed_end_turn_073f7574_steps")["body"][0])
+    assert "created_at" not in real_keys
+    assert {tuple(row) for row in list_steps(client, limit=1000)} == {real_keys}
+
+
+def test_steps_list_dates_are_strict_bounds_and_filters_apply(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock)
+    sim.add_history(60, max_age_seconds=600)
+    client = client_for(sim)
+    truth = sim.truth()
+    rows = steps_in_order(truth)
+    first, last = rows[10], rows[50]
+
+    def window(start: datetime, end: datetime, **params: Any) -> list[str]:
+        return ids(list_steps(client, order="asc", limit=1000, start_date=start.isoformat(),
+                              end_date=end.isoformat(), **params))  # fmt: skip
+
+    # Strictly after start_date and strictly before end_date, as Letta's ORM filters created_at.
+    assert window(first.created_at, last.created_at) == [step.id for step in rows[11:50]]
+    micro = timedelta(microseconds=1)
+    assert window(first.created_at - micro, last.created_at + micro) == [step.id for step in rows[10:51]]
+    # The same moments in another zone (the "+" goes percent-encoded, as httpx sends it).
+    pacific = timezone(timedelta(hours=-8))
+    assert window(first.created_at.astimezone(pacific), last.created_at.astimezone(pacific)) == [
+        step.id for step in rows[11:50]
+    ]
+    agent = truth[0].agent_id
+    by_agent = {step.id for run in truth if run.agent_id == agent for step in run.steps}
+    assert set(ids(list_steps(client, agent_id=agent, limit=1000))) == by_agent
+    model = rows[0].model
+    assert set(ids(list_steps(client, model=model, limit=1000))) == {s.id for s in rows if s.model == model}
+    naive = first.created_at.replace(tzinfo=None).isoformat()
+    for query, status in (
+        ({"start_date": naive}, 422),
+        ({"end_date": "yesterday"}, 422),
+        ({"limit": "many"}, 422),
+        ({"order": "sideways"}, 422),
+        ({"start_date": last.created_at.isoformat(), "end_date": first.created_at.isoformat()}, 400),
+    ):
+        assert client.get("/v1/steps/", params=query).status_code == status, query
+
+
+def test_step_run_id_can_be_left_to_background_runs(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, step_run_id="async_only")
+    sim.add_history(300, max_age_seconds=600)
+    client = client_for(sim)
+    background = {
+        run["id"] for run in client.get("/v1/runs/", params={"limit": 1000}).json() if run["background"]
+    }
+    owner = {step.id: run.id for run in sim.truth() for step in run.steps}
+    rows = page_steps(client, "asc")
+    assert len(rows) == len(owner)
+    expected = {step_id: run_id if run_id in background else None for step_id, run_id in owner.items()}
+    assert {row["id"]: row["run_id"] for row in rows} == expected
+    assert None in expected.values() and set(expected.values()) - {None}
+    for run_id in background:
+        assert all(row["run_id"] == run_id for row in client.get(f"/v1/runs/{run_id}/steps").json())
+    # By default every row names its run (0.16.8 fills it for ordinary runs too).
+    always = sim_factory(clock)
+    always.add_history(30, max_age_seconds=600)
+    owner = {step.id: run.id for run in always.truth() for step in run.steps}
+    assert {row["id"]: row["run_id"] for row in page_steps(client_for(always), "asc")} == owner
+
+
+def test_0168_steps_list_answers_400_to_every_request(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, generation="letta-0.16.8")
+    sim.add_history(20, max_age_seconds=600)
+    client = client_for(sim)
+    # As measured (generations.md): its router passes order=(order == "asc"), a bool, on.
+    measured = "Argument order does not match type typing.Optional[str]; is False of type <class 'bool'>"
+    for query in ({}, {"order": "desc"}, {"limit": 1000, "start_date": "2026-01-01T00:00:00+00:00"}):
+        response = client.get("/v1/steps/", params=query)
+        assert (response.status_code, response.json()) == (400, {"detail": measured}), query
+    response = client.get("/v1/steps/", params={"order": "asc", "limit": 1000})
+    assert (response.status_code, response.json()) == (400, {"detail": measured.replace("False", "True")})
+    assert client.get("/v1/steps/", params={"order": "sideways"}).status_code == 422  # FastAPI first
+    assert client.get(f"/v1/runs/{sim.truth()[0].id}/steps").status_code == 200
+
+
+# -- step rows exist before their step is done ----------------------------------------------------
+
+IN_FLIGHT = {"created", "running", "pending"}
+
+
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8", "cloud", "letta-0.11"])
+def test_step_rows_are_pending_until_their_step_ends(sim_factory, client_for, clock, generation) -> None:
+    sim = sim_factory(clock, generation=generation, duration_range=(1.0, 1.0))
+    sim.burst(20)
+    client = client_for(sim)
+    seen = Counter()
+    for _ in range(11):
+        clock.advance(0.1)
+        served = {}
+        for run_id, status in ((run["id"], run["status"]) for run in client.get("/v1/runs/").json()):
+            rows = client.get(f"/v1/runs/{run_id}/steps", params={"order": "asc"}).json()
+            for position, row in enumerate(rows):
+                served[row["id"]] = row
+                final = row["status"] != "pending"
+                seen[(status in IN_FLIGHT, final)] += 1
+                if not final:
+                    assert status in IN_FLIGHT, "every row is final once the run is terminal"
+                    assert position == len(rows) - 1, "only the step under way is pending"
+                    usage = (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"])
+                    assert usage == (0, 0, 0) and row["stop_reason"] is None
+        if generation != "letta-0.16.8":
+            assert {row["id"]: row for row in list_steps(client, limit=1000)} == served
+    # Seen in flight: pending rows and final ones (earlier steps); and final rows of ended runs.
+    assert seen[(True, False)] and seen[(True, True)] and seen[(False, True)]
+    assert not seen[(False, False)]
+    finished(sim, clock)
+    for run in sim.truth():
+        rows = client.get(f"/v1/runs/{run.id}/steps", params={"order": "asc"}).json()
+        assert [(row["id"], row["status"]) for row in rows] == [(step.id, step.status) for step in run.steps]
+        assert all(run.created_at <= step.created_at < run.completed_at for step in run.steps)
+
+
+# -- ground truth, per generation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("generation", ["spec", "letta-0.16.8", "cloud", "letta-0.11"])
+def test_truth_is_what_each_generation_serves(sim_factory, client_for, clock, generation) -> None:
+    sim = sim_factory(clock, generation=generation, write_lag_fraction=0.5, late_visibility_fraction=0.3)
+    sim.burst(40)
+    sim.add_history(60, max_age_seconds=600)
+    finished(sim, clock)
+    client = client_for(sim)
+    truth = sim.truth()
+    listed = {run["id"]: run for run in client.get("/v1/runs/", params={"limit": 1000}).json()}
+    assert listed.keys() == {run.id for run in truth}
+    for run in truth:
+        body = listed[run.id]
+        rows = client.get(f"/v1/runs/{run.id}/steps", params={"order": "asc", "limit": 1000}).json()
+        assert run.num_steps == len(rows) == len(run.steps)
+        served = [(r["id"], r["model"], r["provider_name"], r["status"], r["stop_reason"]) for r in rows]
+        assert served == [(s.id, s.model, s.provider_name, s.status, s.stop_reason) for s in run.steps]
+        prompt, completion = sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)
+        assert (prompt, completion) == (
+            sum(step.prompt_tokens for step in run.steps),
+            sum(step.completion_tokens for step in run.steps),
+        )
+        usage = client.get(f"/v1/runs/{run.id}/usage").json()
+        assert (usage["prompt_tokens"], usage["completion_tokens"]) == (prompt, completion)
+        assert body["status"] == run.status and body.get("stop_reason") == run.stop_reason
+        assert body["total_duration_ns"] == run.total_duration_ns and body["ttft_ns"] == run.ttft_ns
+        agents = {body.get("agent_id"), body["metadata"].get("agent_id")} | {r["agent_id"] for r in rows}
+        assert agents - {None} == {run.agent_id}, "the agent is findable, and the right one"
+    oldest_first = [step.id for step in steps_in_order(truth)]
+    if generation == "letta-0.11":  # newest first whatever is asked
+        assert ids(list_steps(client, limit=1000)) == oldest_first[::-1]
+    elif generation != "letta-0.16.8":
+        assert ids(page_steps(client, "asc")) == oldest_first
+    usage = sim.truth_usage_totals()
+    assert usage["prompt_tokens"] == sum(step.prompt_tokens for run in truth for step in run.steps)
+    assert usage["steps"] == sum(run.num_steps for run in truth)
+
+
+# -- Letta Cloud ------------------------------------------------------------------------------------
+
+
+def test_cloud_answers_404_where_its_reference_has_no_route(sim_factory, client_for, clock) -> None:
+    sim = sim_factory(clock, generation="cloud", trace_mode="rows")
+    sim.burst(10)
+    finished(sim, clock)
+    client = client_for(sim)
+    truth = sim.truth()
+    for run_id in [run.id for run in truth] + [UNKNOWN_ID]:
+        for path in (f"/v1/runs/{run_id}/metrics", f"/v1/runs/{run_id}/trace"):
+            response = client.get(path)
+            assert (response.status_code, response.json()) == (404, {"detail": "Not Found"}), path
+    response = client.get("/v1/runs/active")
+    assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+    assert client.get("/v1/runs/", params={"active": "true"}).json() == []  # the list's filter stays
+    assert client.get(f"/v1/runs/{truth[0].id}/usage").status_code == 200
+    # Nothing served says which tools a run used, nor any trace.
+    assert all(run.tools_used == [] and run.trace_rows == () for run in truth)
+    assert sim.truth_usage_totals()["tool_calls"] == 0
+
+
+# -- Letta 0.11 (the jobs era) ----------------------------------------------------------------------
+
+
+def capture_011(name: str) -> Any:
+    data = json.loads((REAL_011 / f"{name}.json").read_text())
+    # Some files hold the whole exchange, some the body alone.
+    return data["body"] if isinstance(data, dict) and {"path", "body"} <= data.keys() else data
+
+
+def assert_like(real: Any, simulated: Any, where: str = "", loose: frozenset[str] = frozenset()) -> None:
+    """``simulated`` has ``real``'s keys in its order at every level, and its JSON types (a key in
+    ``loose`` may be set where the capture has null)."""
+    if isinstance(real, dict):
+        assert isinstance(simulated, dict) and list(simulated) == list(real), where
+        for key, value in real.items():
+            assert_like(value, simulated[key], f"{where}.{key}", loose)
+    elif isinstance(real, list):
+        assert isinstance(simulated, list) and bool(simulated) == bool(real), where
+        for item in simulated:
+            assert_like(real[0], item, f"{where}[]", loose)
+    elif where.rsplit(".", 1)[-1] not in loose or simulated is None:
+        assert json_type(simulated) == json_type(real), (where, simulated, real)
+
+
+def jobs_era(sim_factory: Callable[..., Simulator], clock: FakeClock, **config: Any) -> Simulator:
+    return sim_factory(clock, generation="letta-0.11", **config)
+
+
+def test_jobs_era_bodies_match_the_captures_key_for_key(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock)
+    sim.add_history(300, max_age_seconds=600)
+    client = client_for(sim)
+    listed = client.get("/v1/runs/", params={"limit": 1000}).json()
+    assert len(listed) == 300
+
+    def first(kind: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        return next(run for run in listed if kind(run))
+
+    synchronous = first(lambda run: run["metadata"].get("job_type") == "send_message")
+    failed = first(lambda run: run["status"] == "failed")
+    background = first(lambda run: "result" in run["metadata"])
+    callbacks = frozenset({"callback_url", "callback_sent_at", "callback_status_code", "callback_error"})
+    for real, run in (("run0", synchronous), ("run_failed", failed), ("run_async", background)):
+        assert_like(capture_011(real), run, real, callbacks)
+        assert_like(capture_011(real), client.get(f"/v1/runs/{run['id']}").json(), real, callbacks)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", run["completed_at"]), "naive"
+        assert run["created_at"].endswith("Z") and run["ttft_ns"] is None
+    assert failed["total_duration_ns"] and background["total_duration_ns"] is None
+    assert background["metadata"]["result"]["usage"]["run_ids"] == [background["id"]]
+    rows = client.get(f"/v1/runs/{synchronous['id']}/steps").json()
+    assert_like(capture_011("run0_steps")[0], rows[0], "step", frozenset({"trace_id"}))
+    failed_rows = client.get(f"/v1/runs/{failed['id']}/steps").json()  # newest first
+    assert_like(capture_011("run_failed_steps")[0], failed_rows[0], "failed step", frozenset({"trace_id"}))
+    assert (failed_rows[0]["status"], failed_rows[0]["stop_reason"], failed_rows[0]["total_tokens"]) == (
+        "failed", "error", 0,
+    )  # fmt: skip
+    assert_like(capture_011("run0_usage"), client.get(f"/v1/runs/{synchronous['id']}/usage").json())
+    real_step_keys = list(capture_011("steps_default")[0])
+    assert all(list(row) == real_step_keys for row in list_steps(client, limit=1000))
+    assert client.get("/v1/health/").json()["version"] == "0.11.7"
+
+
+def test_jobs_era_run_list_ignores_what_it_does_not_declare(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock)
+    sim.add_history(70, max_age_seconds=600)
+    sim.burst(5)
+    clock.advance(0.01)
+    client = client_for(sim)
+    default = ids(client.get("/v1/runs/").json())
+    everything = sorted(sim.truth(), key=lambda run: (run.created_at, run.id), reverse=True)
+    assert len(default) == 50, "default limit 50"
+    assert default[5:] == [run.id for run in everything][: 50 - 5], "newest first (five in flight on top)"
+    truth = sim.truth()
+    for query in (
+        {"active": "true"},
+        {"statuses": "failed"},
+        {"order": "asc"},
+        {"ascending": "true"},
+        {"stop_reason": "end_turn"},
+        {"agent_id": truth[0].agent_id},
+        {"conversation_id": "conv-x"},
+    ):
+        assert ids(client.get("/v1/runs/", params=query).json()) == default, query
+    # Captured: list_limit3_order_asc.json answered as list_limit3.json.
+    assert ids(client.get("/v1/runs/", params={"limit": 3, "order": "asc"}).json()) == default[:3]
+
+
+def test_jobs_era_cursors_are_absolute_and_unknown_ones_404(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock)
+    sim.add_history(60, max_age_seconds=600)
+    client = client_for(sim)
+    newest_first = ids(client.get("/v1/runs/", params={"limit": 1000}).json())
+
+    def page(**query: Any) -> list[str]:
+        return ids(client.get("/v1/runs/", params={"limit": 1000, **query}).json())
+
+    pivot = newest_first[5]
+    assert page(after=pivot) == newest_first[:5], "after: newer"
+    assert page(before=pivot) == newest_first[6:], "before: older"
+    assert page(after=pivot, order="asc") == newest_first[:5], "whatever the order"
+    # The limit cuts from the newest end, not next to the cursor (page_after_2nd.json).
+    assert page(after=newest_first[20], limit=2) == newest_first[:2]
+    # Both cursors: twice the limit fetched, the middle kept (Letta's _list_postprocess).
+    assert page(before=newest_first[2], after=newest_first[40], limit=5) == newest_first[6:11]
+    real = json.loads((REAL_011 / "page_after_unknown.json").read_text())
+    response = client.get(real["path"])
+    assert (response.status_code, response.json()) == (real["status"], real["body"])
+
+
+def test_jobs_era_filters_apply_after_the_limit_on_the_metadata(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock)
+    sim.add_history(200, max_age_seconds=600)
+    client = client_for(sim)
+    page = client.get("/v1/runs/", params={"limit": 20}).json()
+    agent = sim.truth()[0].agent_id
+    filtered = ids(client.get("/v1/runs/", params={"agent_ids": agent, "limit": 20}).json())
+    assert filtered == [run["id"] for run in page if run["metadata"].get("agent_id") == agent]
+    truly = [run.id for run in sim.truth() if run.agent_id == agent]
+    assert len(filtered) < min(20, len(truly)), "fewer than the limit, and failed or background runs lost"
+    streamed = ids(client.get("/v1/runs/", params={"background": "false", "limit": 20}).json())
+    assert streamed == [run["id"] for run in page if run["metadata"].get("background") is False]
+    assert streamed and client.get("/v1/runs/", params={"background": "true"}).json() == []
+
+
+def test_jobs_era_missing_routes_and_runs_answer_as_captured(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock)
+    (run_id,) = sim.burst(1)
+    finished(sim, clock)
+    client = client_for(sim)
+    for name in ("run_missing", "run_missing_metrics", "runs_active"):
+        real = json.loads((REAL_011 / f"{name}.json").read_text())
+        response = client.get(real["path"])
+        assert (response.status_code, response.json()) == (real["status"], real["body"]), name
+    for route, real in (("metrics", "run0_metrics"), ("trace", "run_failed_trace")):
+        response = client.get(f"/v1/runs/{run_id}/{route}")
+        assert (response.status_code, response.json()) == (404, capture_011(real)), route
+    response = client.get(f"/v1/runs/{UNKNOWN_ID}/usage")
+    assert (response.status_code, response.json()) == (404, {"detail": f"Run '{UNKNOWN_ID}' not found"})
+    # The steps query looks no job up: an unknown run simply has none.
+    assert client.get(f"/v1/runs/{UNKNOWN_ID}/steps").json() == []
+    assert client.get(f"/v1/runs/{run_id}/steps", params={"order": "up"}).status_code == 400
+
+
+def test_jobs_era_usage_double_counts_the_cumulative_last_row(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock)
+    sim.add_history(200, max_age_seconds=600)
+    client = client_for(sim)
+    runs = {run["id"]: run for run in client.get("/v1/runs/", params={"limit": 1000}).json()}
+    several = [run for run in sim.truth() if run.num_steps > 1 and run.steps[-1].status == "success"]
+    assert several
+    for run in several:
+        rows = client.get(f"/v1/runs/{run.id}/steps", params={"order": "asc"}).json()
+        *earlier, last = rows
+        # 0.11.7's run2: 908/12, then 1984/24: the last row holds the run's total, its own step in it.
+        assert last["prompt_tokens"] > sum(row["prompt_tokens"] for row in earlier)
+        assert last["completion_tokens"] > sum(row["completion_tokens"] for row in earlier)
+        usage = client.get(f"/v1/runs/{run.id}/usage").json()
+        assert usage["prompt_tokens"] == sum(row["prompt_tokens"] for row in rows)
+        assert usage["total_tokens"] == last["total_tokens"] + sum(row["total_tokens"] for row in earlier)
+        result = runs[run.id]["metadata"].get("result")
+        if result:  # a background run's reply says the real total: the last row's
+            assert (result["usage"]["prompt_tokens"], result["usage"]["step_count"]) == (
+                last["prompt_tokens"], len(rows),
+            )  # fmt: skip
+
+
+def test_jobs_era_statuses_timings_and_the_agent(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock, duration_range=(0.5, 1.0))
+    sim.burst(150)
+    clock.advance(0.2)
+    client = client_for(sim)
+    in_flight = client.get("/v1/runs/", params={"limit": 1000}).json()
+    statuses = {run["id"]: run["status"] for run in in_flight}
+    assert set(statuses.values()) == {"created", "pending", "running"}
+    synchronous = [run for run in in_flight if run["metadata"]["job_type"] == "send_message"]
+    assert "running" not in {run["status"] for run in synchronous}, "created -> terminal, never running"
+    # /active: created and running only (a pending run is neither), oldest first, at most 50.
+    active = client.get("/v1/runs/active").json()
+    expected = [run["id"] for run in reversed(in_flight) if run["status"] in {"created", "running"}]
+    assert ids(active) == expected[:50] and len(expected) > 50
+    sim.add_history(600, max_age_seconds=600)
+    finished(sim, clock)
+    listed = client.get("/v1/runs/", params={"limit": 1000}).json()
+    assert {run["status"] for run in listed} == {"completed", "failed", "cancelled", "expired"}
+    assert any(run["status"] == "failed" and run["total_duration_ns"] for run in listed), "failed ones too"
+    for run in listed:
+        metadata = run["metadata"]
+        background = "result" in metadata or metadata.get("job_type") == "send_message_async"
+        assert run["ttft_ns"] is None and "stop_reason" not in run and "agent_id" not in run
+        if run["status"] != "failed":  # a failure's metadata no longer tells a background run
+            assert (run["total_duration_ns"] is None) == (background or run["status"] == "expired")
+        rows = client.get(f"/v1/runs/{run['id']}/steps").json()
+        assert rows or "agent_id" in metadata, "the agent is findable from the run or its steps"
+        if run["status"] == "failed":
+            assert list(metadata) == ["error"]
+            assert (rows[0]["status"], rows[0]["stop_reason"]) == ("failed", "error")
+
+
+def test_jobs_era_steps_list_is_newest_first_with_absolute_cursors(sim_factory, client_for, clock) -> None:
+    sim = jobs_era(sim_factory, clock)
+    sim.add_history(40, max_age_seconds=600)
+    client = client_for(sim)
+    newest_first = [step.id for step in reversed(steps_in_order(sim.truth()))]
+    assert ids(list_steps(client, limit=1000)) == newest_first
+    assert ids(list_steps(client, limit=1000, order="asc")) == newest_first, "order asked, order ignored"
+    assert ids(list_steps(client)) == newest_first[:50]
+    pivot = newest_first[10]
+    assert ids(list_steps(client, after=pivot, order="asc")) == newest_first[:10], "after: newer"
+    assert ids(list_steps(client, before=pivot, limit=1000)) == newest_first[11:], "before: older"
+    rows = steps_in_order(sim.truth())
+    first, last = rows[5], rows[30]
+    # Dates parsed by the handler: a zone is optional (UTC), strict bounds as everywhere.
+    window = list_steps(client, limit=1000, start_date=first.created_at.replace(tzinfo=None).isoformat(),
+                        end_date=last.created_at.isoformat())  # fmt: skip
+    assert ids(window) == [step.id for step in reversed(rows[6:30])]
+    response = client.get("/v1/steps/", params={"start_date": "soon"})
+    assert (response.status_code, response.json()) == (400, {"detail": "Invalid isoformat string: 'soon'"})
+    response = client.get("/v1/steps/", params={"before": UNKNOWN_STEP})
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": f"No Step found with id {UNKNOWN_STEP}"},
+    )
+    owner = {step.id: run.id for run in sim.truth() for step in run.steps}
+    assert all(row["job_id"] == owner[row["id"]] for row in list_steps(client, limit=1000))

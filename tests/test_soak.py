@@ -13,7 +13,7 @@ import time
 import pytest
 
 from exporter.simulator import Faults, SimConfig, Simulator
-from tests.conftest import BOTH_CURSORS
+from tests.conftest import GENERATIONS
 from tests.support import ExporterProcess, assert_matches_truth, wait_for
 
 # Pure, but tens of seconds long: part of the integration tier (scripts/test.sh), not of plain pytest.
@@ -22,14 +22,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TRAFFIC_SECONDS = 40.0
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
-def test_sigkill_restarts_under_every_fault_lose_and_double_count_nothing(tmp_path, cursor_semantics) -> None:
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_sigkill_restarts_under_every_fault_lose_and_double_count_nothing(tmp_path, generation) -> None:
     rng = random.Random(20261123)
     faults = Faults(rate_429=0.04, retry_after=0.05, rate_500=0.04, rate_502=0.02, rate_malformed=0.03,
                     rate_slow=0.03, slow_seconds=0.4)  # fmt: skip
     config = SimConfig(seed=5, agents=6, duration_range=(0.1, 2.5), late_visibility_fraction=0.2,
                        late_visibility_max=1.0, write_lag_fraction=0.3, write_lag_max=0.4,
-                       cursor_semantics=cursor_semantics)  # fmt: skip
+                       generation=generation)  # fmt: skip
     sim = Simulator(config, faults=faults).start(host="127.0.0.1", port=0)
     state_file = tmp_path / "state.json"
     # Page size 10: the runs made while the exporter is down span several pages.

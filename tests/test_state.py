@@ -10,7 +10,7 @@ import pytest
 
 from exporter.state import STATE_VERSION, StateFile
 from exporter.totals import BY_NAME
-from tests.conftest import BOTH_CURSORS
+from tests.conftest import GENERATIONS
 from tests.support import (
     ROOT,
     assert_matches_truth,
@@ -39,7 +39,7 @@ def test_save_is_atomic_and_versioned(tmp_path, monkeypatch) -> None:
     assert json.loads(store.path.read_text())["n"] == 1
 
 
-@pytest.mark.parametrize("cursor_semantics", BOTH_CURSORS)
+@pytest.mark.parametrize("generation", GENERATIONS)
 def test_restart_continues_counters_and_counts_runs_that_ended_while_down(sim_factory, tmp_path) -> None:
     sim = sim_factory()
     state_file = tmp_path / "state.json"

@@ -1,5 +1,6 @@
-"""A Letta Runs API simulator: the real server's response shapes and quirks, fault injection, and the
-ground truth to check an exporter against. Standard library only."""
+"""A Letta Runs API simulator: the response shapes and quirks of each generation of the API (the
+spec, Letta Cloud, Letta 0.16.8, Letta 0.11), fault injection, and the ground truth to check an
+exporter against. Standard library only."""
 
 from exporter.simulator.config import SimConfig
 from exporter.simulator.faults import Faults

@@ -8,7 +8,7 @@ import sys
 import threading
 from types import FrameType
 
-from exporter.simulator.config import CURSOR_SEMANTICS, TRACE_MODES, SimConfig
+from exporter.simulator.config import GENERATIONS, STEP_RUN_IDS, TRACE_MODES, SimConfig
 from exporter.simulator.faults import Faults
 from exporter.simulator.sim import Simulator
 
@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history-age", type=float, default=3600.0, help="their maximum age, seconds")
     parser.add_argument("--retention", type=float, default=None, help="forget finished runs after seconds")
     parser.add_argument("--api-key", default=None, help="require Authorization: Bearer <key>")
-    parser.add_argument("--cursor-semantics", choices=CURSOR_SEMANTICS, default="spec")
+    parser.add_argument("--generation", choices=GENERATIONS, default="spec", help="which Letta to be")
+    parser.add_argument("--step-run-id", choices=STEP_RUN_IDS, default="always", help="run_id on step rows")
     parser.add_argument("--trace-mode", choices=TRACE_MODES, default="501", help="how /trace answers")
     parser.add_argument("--rate-429", type=float, default=0.0)
     parser.add_argument("--retry-after", type=float, default=0.1)
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             duration_range=(args.duration_min, args.duration_max),
             api_key=args.api_key,
             retention_seconds=args.retention,
-            cursor_semantics=args.cursor_semantics,
+            generation=args.generation,
+            step_run_id=args.step_run_id,
             trace_mode=args.trace_mode,
             max_runs=args.max_runs,
         )

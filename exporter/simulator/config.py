@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRACE_MODES = ("501", "rows", "empty")
-CURSOR_SEMANTICS = ("spec", "letta-0.16.8")
+GENERATIONS = ("spec", "letta-0.16.8", "cloud", "letta-0.11")
+STEP_RUN_IDS = ("always", "async_only")
+# The shortest run: its steps need distinct microseconds to begin and end in.
+MIN_DURATION = 0.001
 
 
 @dataclass
@@ -36,28 +39,48 @@ class SimConfig:
     retention_seconds: float | None = None
     # Share of runs failing with a stop reason newer than the exporter's enum (pass-through test).
     unknown_stop_reason_fraction: float = 0.02
-    # What the run list's ``before``/``after`` mean. "spec": relative to the sort order, as the
-    # published spec and Letta Cloud (with order=desc, after=X lists older runs, before=X newer).
-    # "letta-0.16.8": the last self-hosted server, the reverse in every order (order=desc&before=X
-    # lists older runs; order=asc&after=X earlier ones, which is why that capture came back empty).
-    # The steps list reads them as the spec in both (measured on 0.16.8).
-    cursor_semantics: str = "spec"
+    # Which Letta the simulator is (facts: generations.md and paging.md of the project's API notes).
+    # "spec": the published spec, every endpoint of it, with its cursor meaning (relative to the sort
+    # order, as Letta Cloud: with order=desc, after=X lists older runs, before=X newer).
+    # "letta-0.16.8": the last self-hosted server, whose run list reads cursors the reverse way in
+    # every order (order=desc&before=X lists older runs; order=asc&after=X earlier ones, which is why
+    # that capture came back empty), and whose GET /v1/steps/ answers 400 to every request.
+    # "cloud": the spec without what Letta Cloud's published reference lacks (/v1/runs/{id}/metrics,
+    # /trace, /v1/runs/active answer 404). "letta-0.11": the jobs era (shapes_011.py, http_011.py).
+    generation: str = "spec"
+    # run_id on step rows: "always" (0.16.8 fills it for every run), or "async_only", as the spec's
+    # description of the field allows ("only included for async calls"): null unless the run is a
+    # background one. Letta 0.11's rows carry job_id instead and ignore this.
+    step_run_id: str = "always"
     # Stop generating runs (the arrival rate) after this many; None = no limit. Bursts, history and
     # stuck runs do not count. A fixed workload whose truth a test can wait for from outside.
     max_runs: int | None = None
 
+    @property
+    def jobs_era(self) -> bool:
+        return self.generation == "letta-0.11"
+
+    @property
+    def run_extras(self) -> bool:
+        """Whether /v1/runs/{id}/metrics, /v1/runs/{id}/trace and /v1/runs/active exist."""
+        return self.generation in ("spec", "letta-0.16.8")
+
     def __post_init__(self) -> None:
         low, high = self.duration_range
-        if not 0 < low <= high:
-            raise ValueError(f"duration_range must satisfy 0 < low <= high, got {self.duration_range}")
+        if not MIN_DURATION <= low <= high:
+            raise ValueError(
+                f"duration_range must satisfy {MIN_DURATION} <= low <= high, got {self.duration_range}"
+            )
         if self.agents < 1:
             raise ValueError("agents must be at least 1")
         if self.runs_per_second < 0:
             raise ValueError("runs_per_second must not be negative")
         if self.trace_mode not in TRACE_MODES:
             raise ValueError(f"trace_mode must be one of {TRACE_MODES}, got {self.trace_mode!r}")
-        if self.cursor_semantics not in CURSOR_SEMANTICS:
-            raise ValueError(f"cursor_semantics must be one of {CURSOR_SEMANTICS}")
+        if self.generation not in GENERATIONS:
+            raise ValueError(f"generation must be one of {GENERATIONS}, got {self.generation!r}")
+        if self.step_run_id not in STEP_RUN_IDS:
+            raise ValueError(f"step_run_id must be one of {STEP_RUN_IDS}, got {self.step_run_id!r}")
         if self.max_runs is not None and self.max_runs < 0:
             raise ValueError("max_runs must not be negative")
         if self.retention_seconds is not None and self.retention_seconds <= 0:

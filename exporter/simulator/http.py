@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import logging
 import socket
 import sys
@@ -18,18 +17,17 @@ from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from exporter.simulator import shapes
+from exporter.simulator import http_011, shapes, shapes_011
 from exporter.simulator.config import SimConfig
 from exporter.simulator.faults import BAD_GATEWAY_HTML, FaultPicker, Faults, truncate
-from exporter.simulator.world import RunFilter, World
+from exporter.simulator.wire import Params, Response, json_response
+from exporter.simulator.world import RunFilter, UnknownCursor, World
 
 log = logging.getLogger(__name__)
 
 REQUEST_LOG_SIZE = 200_000
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 
 
 @dataclass(frozen=True)
@@ -38,100 +36,6 @@ class RequestRecord:
     path: str
     query: str  # raw query string, as sent
     headers: dict[str, str]  # names lower-cased
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-def json_response(status: int, body: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    # Starlette's JSONResponse encoding: compact, UTF-8.
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(status, data, headers=headers)
-
-
-class _Params:
-    """Query parameters checked the way FastAPI + pydantic check them, errors collected in order."""
-
-    def __init__(self, query: str) -> None:
-        self.values = parse_qs(query, keep_blank_values=True)
-        self.errors: list[dict[str, Any]] = []
-
-    def reject(self, kind: str, name: str, raw: str, msg: str, ctx: dict[str, Any] | None = None) -> None:
-        """Record a FastAPI-style validation error for the 422 body."""
-        error: dict[str, Any] = {"type": kind, "loc": ("query", name), "msg": msg, "input": raw}
-        if ctx is not None:
-            error["ctx"] = ctx
-        self.errors.append(error)
-
-    def last(self, name: str) -> str | None:
-        # FastAPI takes the last value of a repeated scalar parameter.
-        values = self.values.get(name)
-        return values[-1] if values else None
-
-    def all(self, name: str) -> list[str] | None:
-        return self.values.get(name)
-
-    def boolean(self, name: str, default: bool | None) -> bool | None:
-        raw = self.last(name)
-        if raw is None:
-            return default
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        self.reject("bool_parsing", name, raw, "Input should be a valid boolean, unable to interpret input")
-        return default
-
-    def integer(self, name: str, default: int, *, ge: int | None = None, le: int | None = None) -> int:
-        raw = self.last(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            self.reject(
-                "int_parsing",
-                name,
-                raw,
-                "Input should be a valid integer, unable to parse string as an integer",
-            )
-            return default
-        if ge is not None and value < ge:
-            self.reject(
-                "greater_than_equal", name, raw, f"Input should be greater than or equal to {ge}", {"ge": ge}
-            )
-        elif le is not None and value > le:
-            self.reject(
-                "less_than_equal", name, raw, f"Input should be less than or equal to {le}", {"le": le}
-            )
-        return value
-
-    def order(self) -> bool:
-        """True for descending (the default)."""
-        raw = self.last("order")
-        if raw is None or raw == "desc":
-            return True
-        if raw == "asc":
-            return False
-        expected = "'asc' or 'desc'"
-        self.reject("literal_error", "order", raw, f"Input should be {expected}", {"expected": expected})
-        return True
-
-    def stop_reason(self) -> str | None:
-        raw = self.last("stop_reason")
-        if raw is None or raw in shapes.STOP_REASONS:
-            return raw
-        expected = shapes.stop_reason_expected()
-        self.reject("enum", "stop_reason", raw, f"Input should be {expected}", {"expected": expected})
-        return None
-
-    def invalid(self) -> Response | None:
-        return json_response(422, shapes.validation_error(self.errors)) if self.errors else None
 
 
 class App:
@@ -189,31 +93,45 @@ class App:
         if method != "GET":
             return json_response(405, {"detail": "Method Not Allowed"}, (("allow", "GET"),))
         parts = [part for part in path.split("/") if part]
-        params = _Params(query)
+        params = Params(query)
         match parts:
             case ["v1", "health"]:
-                return json_response(200, shapes.HEALTH)
-            case ["v1", "runs"]:
-                return self.list_runs(params)
-            case ["v1", "runs", "active"]:
-                return self.list_active(params)
-            case ["v1", "runs", run_id]:
-                return self._found(self.world.get_run(run_id), "Run", run_id)
-            case ["v1", "runs", run_id, "usage"]:
-                return self._found(self.world.usage(run_id), "Run", run_id)
-            case ["v1", "runs", run_id, "metrics"]:
-                return self._found(self.world.metrics(run_id), "RunMetrics", run_id)
-            case ["v1", "runs", run_id, "steps"]:
-                return self.steps(run_id, params)
-            case ["v1", "runs", run_id, "trace"]:
-                return self.trace(run_id, params)
+                return json_response(200, shapes_011.HEALTH if self.config.jobs_era else shapes.HEALTH)
+            case ["v1", "steps"]:
+                return self.list_steps(params)
+            case ["v1", "runs", *rest]:
+                runs = http_011.runs if self.config.jobs_era else self._runs
+                if (response := runs(self.world, rest, params)) is not None:
+                    return response
             case ["v1", "agents", agent_id]:
                 return self._found(self.world.agent(agent_id), "Agent", agent_id)
             case ["v1", "tools", tool_id]:
                 return self._found(self.world.tool(tool_id), "Tool", tool_id)
             case ["_simulator", "truth"]:
                 return json_response(200, self.world.truth_summary())
+        # FastAPI's answer for a path no route matches.
         return json_response(404, {"detail": "Not Found"})
+
+    def _runs(self, world: World, rest: list[str], params: Params) -> Response | None:
+        """The runs routes of the spec, Letta Cloud and Letta 0.16.8; None where the server has no
+        route (Letta Cloud's reference lacks /active, /metrics and /trace)."""
+        extras = self.config.run_extras
+        match rest:
+            case []:
+                return self.list_runs(params)
+            case ["active"]:
+                return self.list_active(params) if extras else None
+            case [run_id]:
+                return self._found(world.get_run(run_id), "Run", run_id)
+            case [run_id, "usage"]:
+                return self._found(world.usage(run_id), "Run", run_id)
+            case [run_id, "metrics"] if extras:
+                return self._found(world.metrics(run_id), "RunMetrics", run_id)
+            case [run_id, "steps"]:
+                return self.steps(run_id, params)
+            case [run_id, "trace"] if extras:
+                return self.trace(run_id, params)
+        return None
 
     @staticmethod
     def _found(body: Any, kind: str, ident: str) -> Response:
@@ -221,7 +139,7 @@ class App:
             return json_response(404, shapes.not_found(kind, ident))
         return json_response(200, body)
 
-    def list_runs(self, params: _Params) -> Response:
+    def list_runs(self, params: Params) -> Response:
         # Validation runs in FastAPI's parameter order, before the handler's own checks (the 400).
         background = params.boolean("background", None)
         stop_reason = params.stop_reason()
@@ -247,20 +165,19 @@ class App:
         page = self.world.list_runs(
             descending=descending,
             limit=limit,
-            before=params.last("before"),
-            after=params.last("after"),
+            **params.cursors(),
             where=where,
         )
         return json_response(200, page)
 
-    def list_active(self, params: _Params) -> Response:
+    def list_active(self, params: Params) -> Response:
         background = params.boolean("background", None)
         if invalid := params.invalid():
             return invalid
         where = RunFilter(agent_id=params.last("agent_id"), background=background)
         return json_response(200, self.world.list_active(where))
 
-    def steps(self, run_id: str, params: _Params) -> Response:
+    def steps(self, run_id: str, params: Params) -> Response:
         limit = params.integer("limit", 100)
         descending = params.order()
         if invalid := params.invalid():
@@ -269,12 +186,46 @@ class App:
             run_id,
             descending=descending,
             limit=limit,
-            before=params.last("before"),
-            after=params.last("after"),
+            **params.cursors(),
         )
         return self._found(body, "Run", run_id)
 
-    def trace(self, run_id: str, params: _Params) -> Response:
+    def list_steps(self, params: Params) -> Response:
+        """``GET /v1/steps/``, the global steps list."""
+        generation = self.config.generation
+        limit = params.integer("limit", 50)
+        # Letta 0.11 takes order as a free string, and its server listed newest first whatever it said.
+        descending = True if self.config.jobs_era else params.order()
+        validated = generation in ("spec", "cloud")
+        dates = [params.moment("start_date"), params.moment("end_date")] if validated else []
+        if invalid := params.invalid():
+            return invalid
+        if not validated:
+            # The self-hosted routers take the dates as strings and parse them in the handler.
+            parsed = params.parsed_moments("start_date", "end_date")
+            if isinstance(parsed, Response):
+                return parsed
+            dates = parsed
+        if generation == "letta-0.16.8":
+            return json_response(400, shapes.steps_list_bug(descending))
+        start_us, end_us = dates
+        if start_us is not None and end_us is not None and start_us > end_us:
+            return json_response(400, {"detail": "start_date must be earlier than or equal to end_date"})
+        try:
+            page = self.world.list_steps(
+                descending=descending,
+                limit=limit,
+                **params.cursors(),
+                start_us=start_us,
+                end_us=end_us,
+                agent_id=params.last("agent_id"),
+                model=params.last("model"),
+            )
+        except UnknownCursor as exc:
+            return json_response(404, exc.body)
+        return json_response(200, page)
+
+    def trace(self, run_id: str, params: Params) -> Response:
         limit = params.integer("limit", 1000, ge=1, le=5000)
         if invalid := params.invalid():
             return invalid

@@ -7,10 +7,11 @@ of runs stays small and every derivation of one run gives the same answer.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from exporter.simulator.config import SimConfig
 
@@ -96,11 +97,24 @@ BASE_OUTCOMES: tuple[tuple[str, str | None, float], ...] = (
     ("failed", "error", 0.03),
     ("cancelled", "cancelled", 0.03),
 )
+# Letta 0.11 (the jobs era): the stop reason lives on the steps only, from its smaller enum (no
+# llm_api_error: an upstream 500 fails the step with "error", as captured); a run can also expire.
+JOBS_ERA_OUTCOMES: tuple[tuple[str, str | None, float], ...] = (
+    ("completed", "end_turn", 0.72),
+    ("completed", "max_steps", 0.05),
+    ("completed", "requires_approval", 0.02),
+    ("failed", "error", 0.12),
+    ("cancelled", "cancelled", 0.03),
+    ("expired", None, 0.02),
+)
+JOBS_ERA_PENDING_FRACTION = 0.1  # synchronous runs shown "pending", not "created", while in flight
 
 
-def outcome_table(unknown_fraction: float) -> tuple[list[tuple[str, str | None]], list[float]]:
-    outcomes = [(status, reason) for status, reason, _ in BASE_OUTCOMES]
-    weights = [weight for _, _, weight in BASE_OUTCOMES]
+def outcome_table(
+    unknown_fraction: float, base: tuple[tuple[str, str | None, float], ...] = BASE_OUTCOMES
+) -> tuple[list[tuple[str, str | None]], list[float]]:
+    outcomes = [(status, reason) for status, reason, _ in base]
+    weights = [weight for _, _, weight in base]
     outcomes.append(("failed", "?"))
     weights.append(unknown_fraction)
     outcomes.append(("completed", "end_turn"))
@@ -130,6 +144,9 @@ class SimRun:
     callback_url: str | None
     callback_status_code: int | None
     callback_error: str | None
+    # The status between start_us and end_us. Letta 0.11 keeps synchronous runs "created" (or
+    # "pending") until they end; only streamed and background runs go "running".
+    in_flight: str = "running"
     stuck: bool = False
     visible: bool = False
     counted: bool = False  # in truth: terminal and visible
@@ -149,7 +166,7 @@ class SimRun:
     def status_at(self, now_us: int) -> str:
         if self.end_us is not None and now_us >= self.end_us:
             return self.status
-        return "created" if now_us < self.start_us else "running"
+        return "created" if now_us < self.start_us else self.in_flight
 
     @property
     def run_ns(self) -> int | None:
@@ -172,7 +189,11 @@ class RunFactory:
         self.config = config
         self.rng = rng
         self.agents = agents
-        self.outcomes, weights = outcome_table(config.unknown_stop_reason_fraction)
+        self.jobs_era = config.generation == "letta-0.11"
+        # A 0.11 server can only say the stop reasons of its own enum: none newer comes from it.
+        base = JOBS_ERA_OUTCOMES if self.jobs_era else BASE_OUTCOMES
+        unknown = 0.0 if self.jobs_era else config.unknown_stop_reason_fraction
+        self.outcomes, weights = outcome_table(unknown, base)
         self.cum_weights = [sum(weights[: i + 1]) for i in range(len(weights))]
 
     def duration_us(self, refused: bool) -> int:
@@ -191,7 +212,8 @@ class RunFactory:
         status, stop_reason = rng.choices(self.outcomes, cum_weights=self.cum_weights)[0]
         if stop_reason == "?":
             stop_reason = rng.choice(UNKNOWN_STOP_REASONS)
-        refused = status == "failed" and stop_reason is None and rng.random() < 0.5
+        # A stuck run is under way, so never one refused at once.
+        refused = status == "failed" and stop_reason is None and rng.random() < 0.5 and not stuck
         duration = self.duration_us(refused)
         if history:
             # Already past: immediately visible and settled.
@@ -236,7 +258,23 @@ class RunFactory:
                 run.callback_status_code = 500
             else:
                 run.callback_error = "ConnectError: [Errno 111] Connection refused"
+        if self.jobs_era:
+            self._as_jobs_era(run)
         return run
+
+    def _as_jobs_era(self, run: SimRun) -> None:
+        """What Letta 0.11 could record of the run drawn: no TTFT, no conversations; a background run
+        (``/messages/async``) ends completed or failed whatever its stop reason, and only it takes a
+        callback URL."""
+        run.ttft_frac = None
+        run.conversation_id = None
+        if run.status not in ("completed", "failed"):
+            run.background = False
+        if not run.background:
+            run.callback_url = run.callback_status_code = run.callback_error = None
+        if not (run.background or run.streaming):
+            pending = self.rng.random() < JOBS_ERA_PENDING_FRACTION
+            run.in_flight = "pending" if pending else "created"
 
 
 # -- details derived from a run's seed -----------------------------------------------------------
@@ -259,6 +297,24 @@ class StepData:
     error_type: str | None
     error_message: str | None
     trace_id: str | None
+    # The row exists (pending, zero usage) from start_us and is final from end_us; None: not yet
+    # known (a stuck run has begun its first step only).
+    start_us: int | None = None
+    end_us: int | None = None
+
+    def final_at(self, now_us: int) -> bool:
+        return self.end_us is not None and now_us >= self.end_us
+
+    def at(self, now_us: int) -> StepData:
+        """The row as read at ``now_us``: before its end, pending with zero usage and no stop reason
+        (Letta writes it so before the model call and fills it in afterwards)."""
+        if self.final_at(now_us):
+            return self
+        return replace(
+            self, status="pending", stop_reason=None, prompt_tokens=0, completion_tokens=0,
+            cached_tokens=None, cache_read_tokens=None, cache_creation_tokens=None,
+            has_prompt_details=False, reasoning_tokens=None, error_type=None, error_message=None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,16 +322,9 @@ class RunDetails:
     steps: tuple[StepData, ...]
     tools_used: tuple[str, ...] | None
 
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(step.prompt_tokens for step in self.steps)
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(step.completion_tokens for step in self.steps)
-
 
 STEP_COUNT_WEIGHTS = (40, 25, 15, 10, 6, 4)  # 1..6 steps
+STEP_TIMES_SALT = 0x5EED_71AE  # step timings draw from their own stream, apart from the tokens
 
 
 def upstream_500(model: ModelSpec) -> str:
@@ -304,80 +353,144 @@ def failure(run: SimRun) -> tuple[str, str]:
     return "LettaError", f"Run stopped: {run.stop_reason}"
 
 
-def derive_details(run: SimRun, tools: tuple[str, ...]) -> RunDetails:
-    rng = random.Random(run.seed)
-    model = run.agent.model
+def step_times(run: SimRun, count: int) -> list[tuple[int | None, int | None]]:
+    """(start, end) of each step: one after another from the moment the run starts to the moment it
+    ends, so created <= start < end <= completed_at and every step is final once the run is terminal.
+    A run with no end yet (stuck) has begun its first step only; its start does not depend on the
+    end, so it stays put when the run is released."""
+    if count == 0:
+        return []
+    begin = run.start_us
+    if run.end_us is None:
+        return [(begin, None)] + [(None, None)] * (count - 1)
+    rng = random.Random(run.seed ^ STEP_TIMES_SALT)
+    span = run.end_us - begin
+    bounds = [begin]
+    for cut in sorted(begin + int(rng.random() * span) for _ in range(count - 1)):
+        bounds.append(max(cut, bounds[-1] + 1))  # strictly increasing: each step has start < end
+    bounds.append(run.end_us)
+    return list(itertools.pairwise(bounds))
+
+
+def _step_count(run: SimRun, rng: random.Random) -> int:
     if run.refused:
-        count = 0
-    elif run.stop_reason == "max_steps":
-        count = rng.randint(7, 10)
+        return 0
+    if run.stop_reason == "max_steps":
+        return rng.randint(7, 10)
+    return rng.choices(range(1, 7), weights=STEP_COUNT_WEIGHTS)[0]
+
+
+Times = tuple[int | None, int | None]
+
+
+def _failed_step(run: SimRun, step_id: str, trace_id: str | None, jobs_era: bool, times: Times) -> StepData:
+    # Letta 0.11 records an upstream failure as an unknown error (run_failed_steps.json).
+    error_type, message = ("Unknown", "Unknown error") if jobs_era else failure(run)
+    return StepData(
+        id=step_id,
+        model=run.agent.model,
+        status="failed",
+        stop_reason=run.stop_reason or "error",
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=None,
+        cache_read_tokens=None,
+        cache_creation_tokens=None,
+        has_prompt_details=False,
+        reasoning_tokens=None,
+        error_type=error_type,
+        error_message=message,
+        trace_id=trace_id,
+        start_us=times[0],
+        end_us=times[1],
+    )
+
+
+def _done_step(
+    run: SimRun,
+    rng: random.Random,
+    step_id: str,
+    tokens: tuple[int, int],
+    last: bool,
+    trace_id: str | None,
+    times: Times,
+) -> StepData:
+    model = run.agent.model
+    prompt, completion = tokens
+    has_prompt_details = rng.random() < 0.9
+    cached = read = creation = None
+    if has_prompt_details:
+        cached = 128 * rng.randint(1, prompt // 128) if rng.random() < 0.5 else 0
+        read = cached
+        if model.provider == "anthropic":
+            creation = rng.randint(100, 1500) if rng.random() < 0.4 else 0
+        else:
+            # OpenAI leaves it null inside the object at times (seen in the capture).
+            creation = None if rng.random() < 0.3 else 0
+    reasoning = None
+    if rng.random() < 0.9:
+        reasoning = rng.randint(1, completion) if model.reasons and rng.random() < 0.5 else 0
+    if last:
+        status = "cancelled" if run.status == "cancelled" else "success"
+        stop_reason = run.stop_reason
     else:
-        count = rng.choices(range(1, 7), weights=STEP_COUNT_WEIGHTS)[0]
+        status, stop_reason = "success", None
+    return StepData(
+        id=step_id,
+        model=model,
+        status=status,
+        stop_reason=stop_reason,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        cache_read_tokens=read,
+        cache_creation_tokens=creation,
+        has_prompt_details=has_prompt_details,
+        reasoning_tokens=reasoning,
+        error_type=None,
+        error_message=None,
+        trace_id=trace_id,
+        start_us=times[0],
+        end_us=times[1],
+    )
+
+
+def _as_jobs_era(steps: list[StepData]) -> list[StepData]:
+    """Letta 0.11's rows: no token details at all, and on a run of several steps that ends well the
+    last row holds the run's cumulative usage (real_0.11.7 run2: 908/12, then 1984/24), so /usage,
+    the sum of the rows, counts the earlier steps twice."""
+    rows = [
+        replace(step, cached_tokens=None, cache_read_tokens=None, cache_creation_tokens=None,
+                has_prompt_details=False, reasoning_tokens=None)
+        for step in steps
+    ]  # fmt: skip
+    if len(rows) > 1 and rows[-1].status == "success":
+        rows[-1] = replace(
+            rows[-1],
+            prompt_tokens=sum(row.prompt_tokens for row in rows),
+            completion_tokens=sum(row.completion_tokens for row in rows),
+        )
+    return rows
+
+
+def derive_details(run: SimRun, tools: tuple[str, ...], *, jobs_era: bool = False) -> RunDetails:
+    """The run's step rows as the server finally holds them (``jobs_era``: Letta 0.11's), with the
+    moment each begins and ends, and the tools it used."""
+    rng = random.Random(run.seed)
+    count = _step_count(run, rng)
     trace_id = f"{rng.getrandbits(128):032x}" if rng.random() < 0.5 else None
     base_prompt = rng.randint(700, 3000)
     steps = []
-    for index in range(count):
+    for index, times in enumerate(step_times(run, count)):
         step_id = f"step-{make_uuid(rng)}"
         last = index == count - 1
-        prompt = base_prompt + index * rng.randint(60, 400)
-        completion = rng.randint(8, 400)
+        tokens = (base_prompt + index * rng.randint(60, 400), rng.randint(8, 400))
         if last and run.status == "failed":
-            error_type, message = failure(run)
-            steps.append(
-                StepData(
-                    id=step_id,
-                    model=model,
-                    status="failed",
-                    stop_reason=run.stop_reason or "error",
-                    prompt_tokens=0,
-                    completion_tokens=0,
-                    cached_tokens=None,
-                    cache_read_tokens=None,
-                    cache_creation_tokens=None,
-                    has_prompt_details=False,
-                    reasoning_tokens=None,
-                    error_type=error_type,
-                    error_message=message,
-                    trace_id=trace_id,
-                )
-            )
-            continue
-        has_prompt_details = rng.random() < 0.9
-        cached = read = creation = None
-        if has_prompt_details:
-            cached = 128 * rng.randint(1, prompt // 128) if rng.random() < 0.5 else 0
-            read = cached
-            if model.provider == "anthropic":
-                creation = rng.randint(100, 1500) if rng.random() < 0.4 else 0
-            else:
-                # OpenAI leaves it null inside the object at times (seen in the capture).
-                creation = None if rng.random() < 0.3 else 0
-        reasoning = None
-        if rng.random() < 0.9:
-            reasoning = rng.randint(1, completion) if model.reasons and rng.random() < 0.5 else 0
-        if last:
-            status = "cancelled" if run.status == "cancelled" else "success"
-            stop_reason = run.stop_reason
+            steps.append(_failed_step(run, step_id, trace_id, jobs_era, times))
         else:
-            status, stop_reason = "success", None
-        steps.append(
-            StepData(
-                id=step_id,
-                model=model,
-                status=status,
-                stop_reason=stop_reason,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cached_tokens=cached,
-                cache_read_tokens=read,
-                cache_creation_tokens=creation,
-                has_prompt_details=has_prompt_details,
-                reasoning_tokens=reasoning,
-                error_type=None,
-                error_message=None,
-                trace_id=trace_id,
-            )
-        )
+            steps.append(_done_step(run, rng, step_id, tokens, last, trace_id, times))
+    if jobs_era:
+        steps = _as_jobs_era(steps)
     tools_used = None
     if count > 1:
         tools_used = tuple(rng.sample(tools, rng.randint(1, min(3, count - 1))))

@@ -1,4 +1,5 @@
-"""JSON bodies with exactly the keys, types and quirks of a real Letta 0.16.8 server's answers.
+"""JSON bodies with exactly the keys, types and quirks of a real Letta 0.16.8 server's answers, which
+the spec and Letta Cloud generations serve too (Letta 0.11's are in shapes_011.py).
 
 Reference: the captures in tests/fixtures/letta-real/. Every key the capture has is present here,
 null where the capture has null, and the serialisation quirks are kept on purpose (naive
@@ -7,6 +8,7 @@ null where the capture has null, and the serialisation quirks are kept on purpos
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +40,7 @@ REQUEST_CONFIG = {
     "include_return_message_types": None,
 }
 CALLBACK_SEND_DELAY_US = 40_000
+STR_HINT = "typing.Optional[str]"  # how Python 3.11 prints the step manager's type hint
 # The RunStatus and StopReasonType enums of Letta's OpenAPI spec (Runs subset, openapi-runs.json),
 # in its order, which is also the order Letta 0.16.8's 400 and 422 list them in. Taken from the
 # spec, not from exporter.letta: the simulator tests the client, so it must not share its models.
@@ -64,6 +67,11 @@ def to_datetime(us: int) -> datetime:
     return EPOCH + timedelta(microseconds=us)
 
 
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime (Postgres keeps microseconds)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
 def _fmt(us: int, suffix: str) -> str:
     moment = to_datetime(us)
     # pydantic's serialiser, which Letta uses: no fraction at all when it is zero.
@@ -84,6 +92,18 @@ def not_found(kind: str, ident: str) -> dict[str, str]:
     # Letta's ORM message, actor repr and all (unknown_run*.json).
     detail = f"{kind} not found with id='['{ident}']', access level in ['read'] for actor='{_ACTOR}'"
     return {"detail": detail}
+
+
+def no_row(table: str, ident: str) -> dict[str, str]:
+    """A list cursor naming a row that does not exist: Letta's ORM raises NoResultFound (a 404)."""
+    return {"detail": f"No {table} found with id {ident}"}
+
+
+def steps_list_bug(descending: bool) -> dict[str, str]:
+    """Letta 0.16.8's GET /v1/steps/: its router passes ``order=(order == "asc")``, a bool, to the step
+    manager's ``str`` parameter, and ``enforce_types`` turns that into a 400 on every request."""
+    passed = not descending
+    return {"detail": f"Argument order does not match type {STR_HINT}; is {passed} of type {type(passed)}"}
 
 
 def validation_error(errors: list[dict[str, Any]]) -> dict[str, str]:
@@ -165,9 +185,10 @@ def metrics_body(run: SimRun, details: RunDetails, now_us: int) -> dict[str, Any
     }
 
 
-def usage_body(details: RunDetails | None) -> dict[str, Any]:
-    prompt = details.prompt_tokens if details else 0
-    completion = details.completion_tokens if details else 0
+def usage_body(rows: Sequence[StepData]) -> dict[str, Any]:
+    """``/usage``: the sum of the run's step rows as they stand (pending ones count zero)."""
+    prompt = sum(row.prompt_tokens for row in rows)
+    completion = sum(row.completion_tokens for row in rows)
     return {
         "completion_tokens": completion,
         "prompt_tokens": prompt,
@@ -186,7 +207,7 @@ def _traceback(step: StepData) -> str:
     )
 
 
-def step_body(run: SimRun, step: StepData) -> dict[str, Any]:
+def step_body(run: SimRun, step: StepData, run_id: str | None) -> dict[str, Any]:
     model = step.model
     prompt_details = None
     if step.has_prompt_details:
@@ -206,7 +227,7 @@ def step_body(run: SimRun, step: StepData) -> dict[str, Any]:
         "origin": None,
         "organization_id": ORG_ID,
         "provider_id": None,
-        "run_id": run.id,
+        "run_id": run_id,
         "agent_id": run.agent.id,
         "provider_name": model.provider,
         "provider_category": "base",

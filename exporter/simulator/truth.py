@@ -12,6 +12,9 @@ from exporter.simulator.traces import TruthSpan
 
 @dataclass(frozen=True)
 class TruthStep:
+    """A step row as the server finally holds it (on Letta 0.11 the last row of a run of several
+    holds the run's cumulative usage, as that server's rows do)."""
+
     id: str
     model: str
     provider_name: str
@@ -25,10 +28,16 @@ class TruthStep:
     cache_creation_tokens: int
     reasoning_tokens: int
     trace_id: str | None
+    # When the row was written (pending): what GET /v1/steps/ sorts by and filters with start_date and
+    # end_date, though no step body shows it.
+    created_at: datetime
 
 
 @dataclass(frozen=True)
 class TruthRun:
+    """A terminal run as the generation serves it. ``stop_reason`` is the run's own (None where the
+    run object shows none: always on Letta 0.11, whose stop reasons are on the steps)."""
+
     id: str
     agent_id: str
     status: str
@@ -37,8 +46,10 @@ class TruthRun:
     completed_at: datetime
     ttft_ns: int | None
     # Equals /metrics run_ns and the listed total_duration_ns; deliberately NOT completed_at - created_at.
-    total_duration_ns: int
+    # None where the server records no duration (Letta 0.11's background and expired runs).
+    total_duration_ns: int | None
     num_steps: int
+    # As /v1/runs/{id}/metrics tells them: [] where the server has no such route (cloud, letta-0.11).
     tools_used: list[str]
     steps: list[TruthStep]
     callback_url: str | None

@@ -2,8 +2,11 @@
 
 Time is real (or an injected clock). Nothing runs in the background: every call first materialises
 what has happened up to "now" -- arrivals from a seeded Poisson schedule, then lifecycle events in
-time order (a run becomes visible, terminal, counted in truth, settled). Given a seed and the same
-call timing, the same runs come out.
+time order (a run becomes visible, one of its step rows becomes visible, the run becomes terminal,
+counted in truth, settled). Given a seed and the same call timing, the same runs come out.
+
+A step row is written pending when its step starts and filled in when it ends, both within its
+run's life; the visible rows are indexed by (created_at, id) for the global steps list.
 
 One lock guards everything; every public method takes it once. Queries serialise under the lock
 too, because a run's answer depends on the moment it is read.
@@ -19,11 +22,11 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from exporter.simulator import shapes
+from exporter.simulator import shapes, shapes_011
 from exporter.simulator.config import SimConfig
 from exporter.simulator.runs import (
     TOOL_NAMES,
@@ -32,24 +35,53 @@ from exporter.simulator.runs import (
     RunDetails,
     RunFactory,
     SimRun,
+    StepData,
     derive_details,
     make_agents,
     make_tools,
 )
+from exporter.simulator.stepindex import AFTER_IDS, Key, StepIndex
 from exporter.simulator.traces import TruthSpan, trace_of
 from exporter.simulator.truth import USAGE_KEYS, TruthRun, TruthStep, TruthTotals
 
 ACTIVE_STATUSES = frozenset({"created", "running"})
+JOBS_LIST_LIMIT = 50  # Letta 0.11's list_jobs default, which its /v1/runs/active leaves in place
 
-# Lifecycle events, processed in time order.
-VISIBLE, END, TRUTH, DONE = range(4)
+# Lifecycle events, processed in time order. STEP: a step row becomes visible.
+VISIBLE, END, TRUTH, DONE, STEP = range(5)
 
 DETAILS_CACHE_SIZE = 4096
+T = TypeVar("T")
+
+
+class UnknownCursor(LookupError):
+    """A list cursor naming no visible row, where Letta's ORM looks it up: 404 ``No <table> found``."""
+
+    def __init__(self, table: str, ident: str) -> None:
+        super().__init__(ident)
+        self.body = shapes.no_row(table, ident)
+
+
+def window(rows: Iterable[T], limit: int, both_cursors: bool) -> list[T]:
+    """A page as Letta's ORM cuts it: ``limit`` rows; with both cursors, ``2 * limit`` fetched and the
+    middle ``limit`` of them kept (``_list_postprocess``)."""
+    limit = max(0, limit)
+    fetched = list(itertools.islice(rows, 2 * limit if both_cursors else limit))
+    if both_cursors and len(fetched) > limit:
+        start = max(0, len(fetched) // 2 - limit // 2)
+        fetched = fetched[start : start + limit]
+    return fetched
+
+
+def _bound(first: Key | None, second: Key | None, pick: Callable[[Key, Key], Key]) -> Key | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return pick(first, second)
 
 
 def cursor_bounds(
-    descending: bool, before: str | None, after: str | None, *, reversed_: bool
-) -> tuple[str | None, str | None]:
+    descending: bool, before: T | None, after: T | None, *, reversed_: bool
+) -> tuple[T | None, T | None]:
     """(the row the result is newer than, the row it is older than) for a list's cursors.
 
     As the spec words it, ``after=X`` lists what comes after X *in the sort order* (older rows when
@@ -97,7 +129,10 @@ class World:
         self._keys: list[tuple[int, str]] = []  # visible runs, sorted by (created_us, id)
         self._active: dict[str, SimRun] = {}  # visible and not yet terminal
         self._stuck: dict[str, SimRun] = {}
-        self._events: list[tuple[int, int, int, SimRun]] = []
+        self._events: list[tuple[int, int, int, SimRun, Key | None]] = []  # (at, seq, kind, run, step)
+        self._steps = StepIndex()
+        self._jobs_era = config.jobs_era
+        self._every_run_id = config.step_run_id == "always"
         self._seq = itertools.count()
         self._pending = 0  # runs not yet terminal + settled + visible
         self._rate = 0.0
@@ -131,17 +166,25 @@ class World:
         self._process_events(now)
         self._maybe_prune(now)
 
-    def _push(self, at_us: int, kind: int, run: SimRun) -> None:
-        heapq.heappush(self._events, (at_us, next(self._seq), kind, run))
+    def _push(self, at_us: int, kind: int, run: SimRun, step: Key | None = None) -> None:
+        heapq.heappush(self._events, (at_us, next(self._seq), kind, run, step))
 
     def _add(self, run: SimRun) -> None:
         self._runs[run.id] = run
         self._pending += 1
         self._push(run.visible_us, VISIBLE, run)
+        self._schedule_steps(run, 0)
         if run.stuck:
             self._stuck[run.id] = run
         else:
             self._schedule_end(run)
+
+    def _schedule_steps(self, run: SimRun, first: int) -> None:
+        # A row is listed from its start, or from the commit of its run's row if that comes later.
+        # The event carries the row's key: listing it later needs no derivation of the run again.
+        for step in self._run_details(run).steps[first:]:
+            if step.start_us is not None:
+                self._push(max(step.start_us, run.visible_us), STEP, run, (step.start_us, step.id))
 
     def _schedule_end(self, run: SimRun) -> None:
         assert run.end_us is not None
@@ -152,10 +195,13 @@ class World:
     def _process_events(self, now: int) -> None:
         events = self._events
         while events and events[0][0] <= now:
-            at_us, _, kind, run = heapq.heappop(events)
+            at_us, _, kind, run, step = heapq.heappop(events)
             if run.deleted:
                 continue
-            if kind == VISIBLE:
+            if kind == STEP:
+                assert step is not None
+                self._steps.add(step, run)
+            elif kind == VISIBLE:
                 run.visible = True
                 bisect.insort(self._keys, run.key)
                 if not run.terminal_at(at_us):
@@ -184,7 +230,9 @@ class World:
         while index < len(keys) and keys[index][0] < cutoff:
             run = self._runs[keys[index][1]]
             if run.done:
-                # Its truth is already in the totals; only the run itself goes.
+                # Its truth is already in the totals; only the run itself goes, from every list
+                # (marked like a deleted run, so that the steps index skips its rows).
+                run.deleted = True
                 del self._runs[run.id]
                 self._details.pop(run.id, None)
                 self._traces.pop(run.id, None)
@@ -194,6 +242,7 @@ class World:
             index += 1
         if index:
             keys[:index] = kept
+        self._steps.prune(cutoff)
 
     # -- driving the workload --------------------------------------------------------------------
 
@@ -256,8 +305,10 @@ class World:
             now = self._tick()
             for run in self._stuck.values():
                 run.stuck = False
-                run.end_us = now + int(self._rng.uniform(0.01, 0.05) * US_PER_S)
-                run.start_us = min(run.start_us, run.end_us)
+                # After its start, which its first step (listed already) began at.
+                run.end_us = max(now, run.start_us) + int(self._rng.uniform(0.01, 0.05) * US_PER_S)
+                self._details.pop(run.id, None)  # the steps after the first have times now
+                self._schedule_steps(run, 1)
                 self._schedule_end(run)
             self._stuck.clear()
             self._process_events(now)
@@ -279,6 +330,9 @@ class World:
                 self._totals.add(self._truth_run(run), sign=-1)
             if not run.done:
                 self._pending -= 1
+            for step in self._run_details(run).steps:
+                if step.start_us is not None:
+                    self._steps.remove((step.start_us, step.id))
             self._details.pop(run_id, None)
             self._traces.pop(run_id, None)
 
@@ -288,7 +342,7 @@ class World:
         # Re-derivation is cheap but not free; the exporter reads usage, metrics and steps in a row.
         details = self._details.get(run.id)
         if details is None:
-            details = derive_details(run, self._tools)
+            details = derive_details(run, self._tools, jobs_era=self._jobs_era)
             self._details[run.id] = details
             if len(self._details) > DETAILS_CACHE_SIZE:
                 self._details.popitem(last=False)
@@ -296,7 +350,7 @@ class World:
 
     def _trace(self, run: SimRun) -> list[tuple[TruthSpan, dict[str, Any]]]:
         """The run's trace as (span, row) pairs; only trace_mode "rows" has any."""
-        if self.config.trace_mode != "rows" or run.end_us is None:
+        if self.config.trace_mode != "rows" or not self.config.run_extras or run.end_us is None:
             return []
         trace = self._traces.get(run.id)
         if trace is None:
@@ -307,9 +361,9 @@ class World:
         return trace
 
     def _truth_run(self, run: SimRun) -> TruthRun:
+        """The run as the generation serves it once terminal and settled."""
         details = self._run_details(run)
-        run_ns = run.run_ns
-        assert run.end_us is not None and run_ns is not None
+        assert run.end_us is not None
         ttft_ns = run.ttft_ns
         if self._hide_ttft and ttft_ns is not None:
             ttft_ns = ttft_ns // 1_000_000 * 1_000_000  # known only from the trace, in whole ms
@@ -318,13 +372,15 @@ class World:
             id=run.id,
             agent_id=run.agent.id,
             status=run.status,
-            stop_reason=run.stop_reason,
+            # Letta 0.11's runs have no stop reason of their own (their steps do).
+            stop_reason=None if self._jobs_era else run.stop_reason,
             created_at=shapes.to_datetime(run.created_us),
             completed_at=shapes.to_datetime(run.end_us),
             ttft_ns=ttft_ns,
-            total_duration_ns=run_ns,
+            total_duration_ns=shapes_011.recorded_duration_ns(run) if self._jobs_era else run.run_ns,
             num_steps=len(details.steps),
-            tools_used=list(details.tools_used or ()),
+            # Only /v1/runs/{id}/metrics tells which tools a run used.
+            tools_used=list(details.tools_used or ()) if self.config.run_extras else [],
             steps=[
                 TruthStep(
                     id=step.id,
@@ -339,6 +395,7 @@ class World:
                     cache_creation_tokens=step.cache_creation_tokens or 0,
                     reasoning_tokens=step.reasoning_tokens or 0,
                     trace_id=step.trace_id,
+                    created_at=shapes.to_datetime(step.start_us or 0),
                 )
                 for step in details.steps
             ],
@@ -439,6 +496,21 @@ class World:
         for index in indexes:
             yield self._runs[all_keys[index][1]]
 
+    def _run_key(self, ident: str | None) -> Key | None:
+        """A Letta 0.11 cursor: the run's key, or a 404 for an ID no visible run has."""
+        if ident is None:
+            return None
+        run = self._visible(ident)
+        if run is None:
+            raise UnknownCursor("Job", ident)
+        return run.key
+
+    def _run_body(self, run: SimRun, now: int, *, listed: bool) -> dict[str, Any]:
+        if self._jobs_era:
+            details = self._run_details(run) if shapes_011.needs_details(run, now) else None
+            return shapes_011.run_body(run, now, details)
+        return shapes.run_body(run, now, listed=listed, hide_ttft=self._hide_ttft)
+
     def list_runs(
         self,
         *,
@@ -452,7 +524,7 @@ class World:
         with self._lock:
             now = self._tick()
             newer_than, older_than = cursor_bounds(
-                descending, before, after, reversed_=self.config.cursor_semantics == "letta-0.16.8"
+                descending, before, after, reversed_=self.config.generation == "letta-0.16.8"
             )
             # An unknown cursor ID filters nothing (Letta looks the row up and skips the filter).
             lower_run, upper_run = self._visible(newer_than), self._visible(older_than)
@@ -464,31 +536,62 @@ class World:
                 if len(page) >= limit:
                     break
                 if where.matches(run, now):
-                    page.append(shapes.run_body(run, now, listed=True, hide_ttft=self._hide_ttft))
+                    page.append(self._run_body(run, now, listed=True))
             return page
+
+    def list_jobs(
+        self, *, limit: int = 50, before: str | None = None, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Letta 0.11's run list: newest first whatever is asked, cursors absolute (``after=X``: newer
+        than X), an unknown cursor a 404 (UnknownCursor)."""
+        with self._lock:
+            now = self._tick()
+            lower, upper = self._run_key(after), self._run_key(before)
+            runs = self._ordered(True, lower, upper, active_only=False)
+            both = before is not None and after is not None
+            return [self._run_body(run, now, listed=True) for run in window(runs, limit, both)]
 
     def list_active(self, where: RunFilter) -> list[dict[str, Any]]:
         with self._lock:
             now = self._tick()
             return [
-                shapes.run_body(run, now, listed=True, hide_ttft=self._hide_ttft)
+                self._run_body(run, now, listed=True)
                 for run in self._ordered(True, None, None, active_only=True)
                 if where.matches(run, now)
+            ]
+
+    def list_active_jobs(self) -> list[dict[str, Any]]:
+        """Letta 0.11's /v1/runs/active: created and running runs (a pending one is neither), oldest
+        first, cut at list_jobs' default limit."""
+        with self._lock:
+            now = self._tick()
+            runs = self._ordered(False, None, None, active_only=True)
+            active = (run for run in runs if run.status_at(now) in ACTIVE_STATUSES)
+            return [
+                self._run_body(run, now, listed=True) for run in itertools.islice(active, JOBS_LIST_LIMIT)
             ]
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
             now = self._tick()
             run = self._visible(run_id)
-            return shapes.run_body(run, now, listed=False, hide_ttft=self._hide_ttft) if run else None
+            return self._run_body(run, now, listed=False) if run else None
+
+    def _rows(self, run: SimRun, now: int) -> list[StepData]:
+        """The run's step rows that exist at ``now``, oldest first, each as it reads then."""
+        steps = self._run_details(run).steps
+        return [step.at(now) for step in steps if step.start_us is not None and step.start_us <= now]
+
+    def _step_body(self, run: SimRun, row: StepData) -> dict[str, Any]:
+        if self._jobs_era:
+            return shapes_011.step_body(run, row)
+        return shapes.step_body(run, row, run.id if self._every_run_id or run.background else None)
 
     def usage(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
             now = self._tick()
             run = self._visible(run_id)
-            if run is None:
-                return None
-            return shapes.usage_body(self._run_details(run) if run.terminal_at(now) else None)
+            return shapes.usage_body(self._rows(run, now)) if run else None
 
     def metrics(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -502,6 +605,20 @@ class World:
         run = self._visible(run_id)
         return run, run is not None and run.terminal_at(now)
 
+    def _step_key(self, ident: str | None) -> Key | None:
+        """A steps-list cursor: the row's key, or a 404 for an ID no listed row has."""
+        if ident is None:
+            return None
+        run = self._steps.owner(ident)
+        if run is None or run.deleted:
+            raise UnknownCursor("Step", ident)
+        start = self._step(run, ident).start_us
+        assert start is not None
+        return (start, ident)
+
+    def _step(self, run: SimRun, step_id: str) -> StepData:
+        return next(step for step in self._run_details(run).steps if step.id == step_id)
+
     def steps(
         self,
         run_id: str,
@@ -511,23 +628,57 @@ class World:
         before: str | None = None,
         after: str | None = None,
     ) -> list[dict[str, Any]] | None:
+        """``/v1/runs/{id}/steps``: the rows so far (pending ones included); None for an unknown run.
+        Cursors as the spec reads them (an unknown one ignored), or on Letta 0.11 absolute (any
+        step's ID; an unknown one a 404)."""
         with self._lock:
-            run, finished = self._lookup(run_id)
-            if run is None or not finished:
-                return None if run is None else []
-            steps = list(self._run_details(run).steps)
-            index = {step.id: position for position, step in enumerate(steps)}
-            # Letta 0.16.8's steps list reads cursors as the spec does, whatever the run list does.
-            newer_than, older_than = cursor_bounds(descending, before, after, reversed_=False)
-            start, stop = 0, len(steps)
-            if newer_than in index:
-                start = index[newer_than] + 1
-            if older_than in index:
-                stop = index[older_than]
-            chosen = steps[start:stop]
-            if descending:
-                chosen.reverse()
-            return [shapes.step_body(run, step) for step in chosen[: max(0, limit)]]
+            now = self._tick()
+            run = self._visible(run_id)
+            if run is None:
+                return None
+            rows = self._rows(run, now)
+            if self._jobs_era:
+                lower, upper = self._step_key(after), self._step_key(before)
+                rows = [row for row in rows if _between((row.start_us or 0, row.id), lower, upper)]
+                rows = rows[::-1] if descending else rows
+                chosen = window(rows, limit, both_cursors=before is not None and after is not None)
+            else:
+                chosen = _spec_page(rows, descending, limit, before, after)
+            return [self._step_body(run, row) for row in chosen]
+
+    def list_steps(
+        self,
+        *,
+        descending: bool = True,
+        limit: int = 50,
+        before: str | None = None,
+        after: str | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        agent_id: str | None = None,
+        model: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """``GET /v1/steps/``: rows created strictly between ``start_us`` and ``end_us`` (Letta's ORM
+        filters), by (created_at, id), cursors as the spec reads them; Letta 0.11 lists newest first
+        whatever is asked, cursors absolute. An unknown cursor is a 404 (UnknownCursor)."""
+        with self._lock:
+            now = self._tick()
+            before_key, after_key = self._step_key(before), self._step_key(after)
+            if self._jobs_era:
+                descending, newer_than, older_than = True, after_key, before_key
+            else:
+                newer_than, older_than = cursor_bounds(descending, before_key, after_key, reversed_=False)
+            lower = _bound(newer_than, None if start_us is None else (start_us, AFTER_IDS), max)
+            upper = _bound(older_than, None if end_us is None else (end_us, ""), min)
+            rows = (
+                (run, step)
+                for run, step_id in self._steps.walk(descending, lower, upper)
+                if agent_id is None or run.agent.id == agent_id
+                for step in (self._step(run, step_id),)
+                if model is None or step.model.name == model
+            )
+            both = self._jobs_era and before is not None and after is not None
+            return [self._step_body(run, step.at(now)) for run, step in window(rows, limit, both)]
 
     def trace(self, run_id: str, limit: int) -> list[dict[str, Any]] | None:
         """``/trace`` with trace storage: the run's rows (``[]`` in flight, without a trace ID, or in
@@ -545,3 +696,25 @@ class World:
     def tool(self, tool_id: str) -> dict[str, Any] | None:
         names = dict(zip(self._tools, TOOL_NAMES, strict=True))
         return shapes.tool_body(tool_id, names[tool_id]) if tool_id in names else None
+
+
+def _between(key: Key, lower: Key | None, upper: Key | None) -> bool:
+    return (lower is None or key > lower) and (upper is None or key < upper)
+
+
+def _spec_page(
+    rows: list[StepData], descending: bool, limit: int, before: str | None, after: str | None
+) -> list[StepData]:
+    """A page of one run's rows with the spec's cursors (Letta 0.16.8's steps list reads them so);
+    a cursor that is not one of the rows is ignored."""
+    index = {row.id: position for position, row in enumerate(rows)}
+    newer_than, older_than = cursor_bounds(descending, before, after, reversed_=False)
+    start, stop = 0, len(rows)
+    if newer_than in index:
+        start = index[newer_than] + 1
+    if older_than in index:
+        stop = index[older_than]
+    chosen = rows[start:stop]
+    if descending:
+        chosen.reverse()
+    return chosen[: max(0, limit)]
