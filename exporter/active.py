@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 FILTER = "list_runs_active"  # GET /v1/runs/?active=true
 ROUTE = "list_active_runs"  # GET /v1/runs/active
+ROUTE_PAGE = 50  # Letta 0.11's /v1/runs/active stops there (its job list's default limit)
 WITHOUT = {
     FILTER: "runs in flight read from /v1/runs/active, else from the run list",
     ROUTE: "runs in flight read from the run list, down to the discovery horizon",
@@ -60,7 +61,12 @@ class ActiveRuns:
                 raise
             else:
                 availability.answered(ROUTE)
-                return [run for run in runs if not run.is_terminal]
+                active = [run for run in runs if not run.is_terminal]
+                if len(runs) < ROUTE_PAGE:
+                    return active
+                # 0.11 answers at most a page of its oldest runs in flight: the run list has the rest.
+                seen = {run.id for run in active}
+                return active + [run for run in await self._walk(horizon) if run.id not in seen]
         return await self._walk(horizon)
 
     async def _filtered(self) -> list[Run] | None:
