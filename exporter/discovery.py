@@ -131,6 +131,7 @@ class Discovery:
             raise
         self._admit_oldest_first(listed, first=first, count_from=count_from, advance=True)
         self.baselined = True
+        tracker.listings += 1
         if deep:
             self._last_deep = started
 

@@ -233,8 +233,15 @@ class Enricher:
         # TTFT fallback takes what is there.
         trace_late = self.traces is not None and not trace_settled(reads.trace_rows, reads.steps)
         if may_settle and (figures is None or trace_late):
-            entry.settle_checks += 1
-            for source in unsettled(run, reads):
+            stale = unsettled(run, reads)
+            # A look counts once something was read again: a late source of the run's own, or the run
+            # itself, listed again by a discovery since the last look (while discoveries fail, say
+            # under a storm of 5xx, the run waits rather than fall back to a weaker source).
+            listings = self.tracker.listings
+            if stale or trace_late or listings > entry.listings_seen:
+                entry.settle_checks += 1
+            entry.listings_seen = listings
+            for source in stale:
                 del reads.data[source]
             if trace_late:
                 reads.data.pop(Source.TRACE, None)

@@ -148,19 +148,28 @@ class StepsStream:
         return Source.STEPS not in entry.reads.data and not entry.steps_per_run
 
     def _window_runs(self, waiting: list[PendingRun]) -> tuple[list[PendingRun], list[PendingRun]]:
-        """The runs one window of at most ``max_pages`` pages can cover (by the step rate seen so
-        far), newest first, and the rest, to be read per run."""
-        placed = [entry for entry in waiting if entry.run.created_at and entry.run.completed_at]
-        unplaceable = [entry for entry in waiting if not (entry.run.created_at and entry.run.completed_at)]
-        if not placed:
-            return [], unplaceable
-        end = max(_completed(entry) for entry in placed)
-        if self.step_rate:
-            widest = self.options.max_pages * self.options.page_size * 0.8 / self.step_rate
-            earliest = end - timedelta(seconds=widest)
-            fits = [entry for entry in placed if _created(entry) >= earliest]
-            return fits, unplaceable + [entry for entry in placed if _created(entry) < earliest]
-        return placed, unplaceable
+        """The runs this poll's window covers: the oldest waiting ones, as many as fit a window of at
+        most ``max_pages`` pages at the step rate seen so far (the rest wait for the next poll's); and
+        the runs to read per run instead: those that cannot be placed in time, and those whose own life
+        is wider than a window (a run that lasted long on a busy server)."""
+        placed = sorted(
+            (entry for entry in waiting if entry.run.created_at and entry.run.completed_at), key=_created
+        )
+        per_run = [entry for entry in waiting if not (entry.run.created_at and entry.run.completed_at)]
+        if not self.step_rate:
+            return placed, per_run
+        widest = timedelta(seconds=self.options.max_pages * self.options.page_size * 0.8 / self.step_rate)
+        fits: list[PendingRun] = []
+        end: datetime | None = None
+        for entry in placed:
+            if _completed(entry) - _created(entry) > widest:
+                per_run.append(entry)
+                continue
+            later = _completed(entry) if end is None else max(end, _completed(entry))
+            if not fits or later - _created(fits[0]) <= widest:
+                fits.append(entry)
+                end = later
+        return fits, per_run
 
     async def _read_window(self, start: datetime, end: datetime, runs: set[str]) -> list[Step] | None:
         options = self.options
