@@ -21,6 +21,7 @@ from bench.common import (
     Monitor,
     Tree,
     cpu_seconds,
+    exporter_modes,
     metric_samples,
     peak_rss_mb,
     python,
@@ -43,6 +44,8 @@ class CapacityConfig:
     max_seconds: float = 120.0  # per reader
     repeats: int = 3  # exporter and bare loop, paired, each pair on a fresh simulator
     seed: int = 7
+    # The steps stream against the bare per-run loop, on a backlog of its own (0: not measured).
+    stream_runs: int = 30_000
 
 
 def run(tree: Tree, workdir: Path, config: CapacityConfig) -> dict[str, Any]:
@@ -71,6 +74,8 @@ def run(tree: Tree, workdir: Path, config: CapacityConfig) -> dict[str, Any]:
             result["exporter"]["runs_per_second"] / result["bare_httpx"]["runs_per_second"]
         )
         result["exporter_vs_ceiling_paired_repeats"] = [rounded(r) for r in ratios]
+    if config.stream_runs and "exporter_stream" in exporter_modes(tree, workdir):
+        result["stream"] = _stream(tree, workdir, config)
     if simulator_has_flag(tree, workdir, "--trace-mode"):
         # The default configuration on a Letta that has trace storage: /trace is read for TTFT where a
         # run lacks one. Not a baseline comparison: it shows what that costs in calls and speed.
@@ -79,6 +84,20 @@ def run(tree: Tree, workdir: Path, config: CapacityConfig) -> dict[str, Any]:
             tree, workdir, traced, ("exporter",), None, ("--trace-mode", "rows")
         ):
             result["exporter_letta_with_trace_storage"] = measured
+    return result
+
+
+def _stream(tree: Tree, workdir: Path, config: CapacityConfig) -> dict[str, Any]:
+    """A backlog of ``stream_runs`` drained by the exporter reading steps from the stream (tool counts
+    off), and by the bare per-run loop (``/metrics`` and ``/steps`` a run), one simulator."""
+    backlog = replace(config, runs=config.stream_runs, max_seconds=max(config.max_seconds, 240.0))
+    result: dict[str, Any] = dict(
+        _on_fresh_simulator(tree, workdir, backlog, ("bare_httpx", "exporter_stream"), None)
+    )
+    exporter, bare = result["exporter_stream"], result["bare_httpx"]
+    if exporter["runs_per_second"] and bare["runs_per_second"]:
+        result["stream_vs_bare"] = rounded(exporter["runs_per_second"] / bare["runs_per_second"])
+    result["runs"] = config.stream_runs
     return result
 
 
@@ -101,8 +120,8 @@ def _on_fresh_simulator(
     try:
         for name in readers:
             sim_cpu = cpu_seconds(sim.pid)
-            if name == "exporter":
-                measured = _exporter(tree, workdir, url, config, sim)
+            if name.startswith("exporter"):
+                measured = _exporter(tree, workdir, url, config, sim, exporter_modes(tree, workdir)[name])
                 sim_cpu = measured.pop("sim_cpu_at_end") - sim_cpu
             else:
                 measured = _client(tree, workdir, url, config, name)
@@ -149,10 +168,12 @@ def _client(tree: Tree, workdir: Path, url: str, config: CapacityConfig, name: s
     }
 
 
-def _exporter(tree: Tree, workdir: Path, url: str, config: CapacityConfig, sim: Child) -> dict[str, Any]:
+def _exporter(
+    tree: Tree, workdir: Path, url: str, config: CapacityConfig, sim: Child, flags: tuple[str, ...]
+) -> dict[str, Any]:
     extra = [
         "--backfill", "1h", "--poll-interval", f"{config.poll_interval:g}",
-        "--concurrency", str(config.concurrency), "--page-size", str(config.page_size),
+        "--concurrency", str(config.concurrency), "--page-size", str(config.page_size), *flags,
     ]  # fmt: skip
     if config.runs > 10_000:  # the default pending bound would record the rest unenriched
         extra += ["--max-pending", str(config.runs)]
@@ -215,8 +236,10 @@ def log_size(child: Child) -> int:
         return 0
 
 
-# Said once at start-up against a Letta without trace storage (the simulator's default): expected.
-BENIGN_LOG_LINES = ("Letta has no trace storage",)
+# Said once at start-up against a Letta without trace storage (the simulator's default) or without
+# the global steps list: expected.
+BENIGN_LOG_LINES = ("Letta has no trace storage", "does not serve retrieve_trace_for_run (501",
+                    "does not serve list_steps")  # fmt: skip
 
 
 def log_problems(child: Child, upto: int | None = None, limit: int = 8) -> dict[str, Any]:

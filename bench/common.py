@@ -186,16 +186,32 @@ def start_simulator(
     return sim, url
 
 
-def simulator_has_flag(tree: Tree, workdir: Path, flag: str) -> bool:
-    """Whether this tree's simulator CLI knows ``flag`` (older trees lack some)."""
+def simulator_has_flag(tree: Tree, workdir: Path, flag: str, module: str = "exporter.simulator") -> bool:
+    """Whether this tree's simulator CLI (or ``module``'s) knows ``flag`` (older trees lack some)."""
     shown = subprocess.run(
-        python("-m", "exporter.simulator", "--help"),
+        python("-m", module, "--help"),
         cwd=workdir,
         env=tree.env(),
         capture_output=True,
         text=True,
     )
     return flag in shown.stdout
+
+
+# The exporter's two ways of reading a run's steps, as benchmarked beside each other: per run (one
+# /steps and one /metrics call a run, as on Letta 0.16.8), and the steps stream with tool counts off
+# (the API budget of issue 20: list pages shared by many runs). Older trees know only the first.
+EXPORTER_MODES: dict[str, tuple[str, ...]] = {
+    "exporter": ("--steps-source", "per_run"),
+    "exporter_stream": ("--steps-source", "auto", "--no-enrich-metrics"),
+}
+
+
+def exporter_modes(tree: Tree, workdir: Path) -> dict[str, tuple[str, ...]]:
+    """The modes this tree's exporter has (an older tree: per run, its only mode, without the flag)."""
+    if simulator_has_flag(tree, workdir, "--steps-source", module="exporter"):
+        return EXPORTER_MODES
+    return {"exporter": ()}
 
 
 def exporter_args(base_url: str, port: int, *extra: str) -> list[str]:

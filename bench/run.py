@@ -51,14 +51,14 @@ MODES: dict[str, dict[str, Any]] = {
         "scrape": [(10_000, 200, 50), (100_000, 30, 10)],  # (series, HTTP scrapes per variant, baseline)
     },
     "quick": {
-        "capacity": capacity.CapacityConfig(runs=2_000, repeats=1, max_seconds=20),
+        "capacity": capacity.CapacityConfig(runs=2_000, repeats=1, max_seconds=20, stream_runs=10_000),
         "levels": [(10, 10), (1000, 5000)],
         "load": {"warmup": 3.0, "window": 5.0, "drain": 2.0},
         "memory": {"runs": 50_000, "sample_every": 10_000},
         "scrape": [(10_000, 20, 5), (100_000, 3, 2)],
     },
     "smoke": {
-        "capacity": capacity.CapacityConfig(runs=100, agents=5, repeats=1, max_seconds=20),
+        "capacity": capacity.CapacityConfig(runs=100, agents=5, repeats=1, max_seconds=20, stream_runs=500),
         "levels": [(10, 5)],
         "load": {"warmup": 2.0, "window": 2.0, "drain": 1.0},
         "memory": {"runs": 4_000, "sample_every": 1_000},
