@@ -249,6 +249,16 @@ def test_a_lookup_is_a_dict_hit_after_the_first(monkeypatch) -> None:
     assert looked_up == {("openai", "gpt-4o-mini"): 1}
 
 
+def test_invented_model_names_grow_no_cache_past_the_bound(monkeypatch) -> None:
+    monkeypatch.setattr(pricing_module, "MAX_KEPT", 2)
+    pricing = Pricing(None, PriceTable())
+    models = ["gpt-4o-mini", "gpt-4o", "gpt-4.1"]  # all in the table
+    cost = pricing.price_run(ended_run(), [named("openai", m, None) for m in models])
+    assert set(cost.usd) == {("gpt-4o-mini", "openai"), ("gpt-4o", "openai")}
+    assert cost.unpriced_tokens[("gpt-4.1", "prompt")] == REAL_STEP.prompt_tokens
+    assert len(pricing._found) == 2
+
+
 # ---------------------------------------------------------------------------------------------------
 # The operator's price file
 
@@ -396,7 +406,11 @@ def test_overlapping_token_types_are_each_priced_once(tmp_path) -> None:
 
 def test_an_unpriced_model_is_said_once_in_the_log(table_pricing, caplog) -> None:
     pricing = Pricing(None, table_pricing.table)
-    steps = [named("ollama", "llama3.1:8b", "ollama/llama3.1:8b"), named("openai", "gpt-4o-mini", None)]
+    steps = [
+        named("ollama", "llama3.1:8b", "ollama/llama3.1:8b"),
+        named("ollama", "llama3.1:8b", None),  # the same model named another way: still once
+        named("openai", "gpt-4o-mini", None),
+    ]
     with caplog.at_level(logging.WARNING, logger=pricing_module.__name__):
         for _ in range(20):
             pricing.price_run(ended_run(), steps)

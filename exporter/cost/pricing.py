@@ -24,8 +24,8 @@ from exporter.letta.models import Run, Step
 
 log = logging.getLogger(__name__)
 
-# Distinct model namings whose lookup is kept (and unpriced models said in the log); past this, a
-# server inventing model names costs a lookup per step instead of memory.
+# Distinct model namings looked up and kept, and unpriced models said in the log. Past this, a server
+# inventing model names gets its new ones unpriced: neither this cache nor the table's own grows.
 MAX_KEPT = 10_000
 
 
@@ -88,11 +88,11 @@ class Pricing:
             found = self._find(step)
             price = None
             if found.source is not None:
-                price = prices.get(found.source)
-                if price is None and found.source not in prices:
-                    price = prices[found.source] = found.source.at(when)
-                    if price is None:
+                if found.source not in prices:  # once a run: its steps share the date
+                    prices[found.source] = found.source.at(when)
+                    if prices[found.source] is None:
                         self._say(found, "the price table has no price per token for it")
+                price = prices[found.source]
             model = found.labels[0]
             tokens = step_tokens(step)
             if price is None:
@@ -110,9 +110,12 @@ class Pricing:
         key = (step.provider_name, step.model, step.model_handle)
         found = self._found.get(key)
         if found is None:
-            found = self._look_up(StepModel.of(step))
-            if len(self._found) < MAX_KEPT:
-                self._found[key] = found
+            named = StepModel.of(step)
+            if len(self._found) >= MAX_KEPT:
+                found = _Found(named.labels, None)
+                self._say(found, f"the exporter has seen over {MAX_KEPT} distinct model names")
+                return found
+            found = self._found[key] = self._look_up(named)
         return found
 
     def _look_up(self, named: StepModel) -> _Found:

@@ -17,7 +17,7 @@ from typing import Any
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, TieredPrices
 
-from exporter.cost.rates import Price, rates
+from exporter.cost.rates import Price, Rates, rates
 
 # Our rates and the table's price keys, in US dollars per million tokens. Cache writes are priced at
 # the table's default (5-minute) cache-write rate: Letta does not say which cache a write went to.
@@ -73,13 +73,12 @@ def _price(found: Any) -> Price | None:
     starts = sorted(
         {tier.start for value in values.values() if isinstance(value, TieredPrices) for tier in value.tiers}
     )
-    return Price(
-        base=rates(**{key: _rate(value, None) for key, value in values.items()}),  # type: ignore[arg-type]
-        tiers=tuple(
-            (start, rates(**{key: _rate(value, start) for key, value in values.items()}))  # type: ignore[arg-type]
-            for start in starts
-        ),
-    )
+    return Price(_rates(values, None), tuple((start, _rates(values, start)) for start in starts))
+
+
+def _rates(values: dict[str, Any], above: int | None) -> Rates:
+    got = {key: _rate(value, above) for key, value in values.items()}
+    return rates(got.pop("input") or 0.0, got.pop("output") or 0.0, **got)
 
 
 def _rate(value: Any, above: int | None) -> float | None:
