@@ -45,6 +45,7 @@ TTFT_P95 = threshold("LettaRunTTFTHigh", "p95")
 STUCK_RUN_AGE = threshold("LettaRunsStuck", "age")
 POLL_STALE = threshold("LettaExporterPollingStale", "age")
 FALLING_BEHIND = threshold("LettaExporterFallingBehind", "age")
+BUDGET = threshold("LettaSpendOverBudget", "budget")
 FAILURE_RATIO_CRIT = FAILURE_RATIO.value
 FAILURE_RATIO_WARN = FAILURE_RATIO_CRIT / 2  # orange from half the alert threshold, like the others
 TTFT_P95_ALERT = TTFT_P95.value
@@ -630,6 +631,118 @@ def token_panels(sel: str, scope: str) -> list[Panel]:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Cost (docs/cost.md): estimates from the exporter's prices; the totals over the dashboard's time range
+# use [$__range], everything else [$__rate_interval].
+
+COST = "letta_run_cost_usd_total"
+COST_NOTE = (
+    "Estimated from list prices or the exporter's price file (docs/cost.md); models without a price are "
+)
+COST_NOTE += "not in it (see Unpriced tokens)."
+
+
+def spend_in_range(sel: str, by: str = "") -> str:
+    inner = f"increase({COST}{{{sel}}}[$__range])"
+    return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
+
+
+def cost_stats(sel: str, scope: str) -> list[Panel]:
+    return [
+        stat(
+            "Spend in the time range",
+            f"Estimated US dollars spent by finished runs ({scope}) over the dashboard's time range. "
+            + COST_NOTE,
+            "currencyUSD",
+            [target(spend_in_range(sel), "spend")],
+            w=6,
+            decimals=2,
+        ),
+        stat(
+            "Spend per day at the current rate",
+            f"What a day would cost at the current spend rate ({scope}): US dollars per second times "
+            f"86,400. Orange from half the LettaSpendOverBudget budget ({BUDGET.text} over 24 hours), red "
+            "at it (the alert itself sums the last 24 hours of all agents of a job). " + COST_NOTE,
+            "currencyUSD",
+            [target(f"{rate(COST, sel)} * 86400", "per day")],
+            w=6,
+            steps=((None, "green"), (BUDGET.value / 2, "orange"), (BUDGET.value, "red")),
+            decimals=2,
+        ),
+    ]
+
+
+def spend_by_model(sel: str, scope: str) -> Panel:
+    return timeseries(
+        "Spend per hour by model",
+        f"Estimated US dollars per hour ({scope}) by model and provider, stacked: the height is the "
+        "total. " + COST_NOTE,
+        "currencyUSD",
+        [target(f"{rate(COST, sel, 'model, provider')} * 3600", "{{model}} ({{provider}})")],
+        stack=True,
+    )
+
+
+def cost_panels(scope: str) -> list[Panel]:
+    """The overview's Cost row: totals, who and what spends, and the tokens that have no price."""
+    unpriced = f"letta_unpriced_tokens_total{{{SEL}{PROMPT_COMPLETION}}}"
+    return [
+        row("Cost"),
+        *cost_stats(ASEL, scope),
+        stat(
+            "Unpriced tokens / s",
+            "Prompt and completion tokens per second of models with no price (all agents of the "
+            "selected exporters): they are in no spend figure. Red above 0: give those models a price in "
+            "LETTA_EXPORTER_PRICE_FILE (the exporter's log names each once; docs/cost.md).",
+            "tokens/s",
+            [target(f"sum(rate({unpriced}[{RI}]))", "unpriced")],
+            w=6,
+            steps=((None, "green"), (1e-9, "red")),
+        ),
+        stat(
+            "Models without a price",
+            "How many models used tokens without a price in the time range (all agents of the selected "
+            "exporters); the panel below names them. 0 when every model is priced.",
+            "short",
+            [target(f"count(sum by (model) (increase({unpriced}[$__range])) > 0) or vector(0)", "models")],
+            w=6,
+            steps=((None, "green"), (1, "red")),
+        ),
+        spend_by_model(ASEL, scope),
+        timeseries(
+            "Spend per hour by agent",
+            f"Estimated US dollars per hour of the ten agents spending most now ({scope}). " + COST_NOTE,
+            "currencyUSD",
+            [target(with_agent_name(f"topk(10, {rate(COST, ASEL, 'agent_id')}) * 3600"), "{{agent_name}}")],
+        ),
+        bargauge(
+            "Top spenders",
+            f"The ten agents that spent most over the dashboard's time range ({scope}), in estimated US "
+            "dollars. " + COST_NOTE,
+            "currencyUSD",
+            f"topk(10, {with_agent_name(spend_in_range(ASEL, 'agent_id'))})",
+            "{{agent_name}}",
+        ),
+        bargauge(
+            "Spend by model in the time range",
+            f"Estimated US dollars by model and provider over the dashboard's time range ({scope}). "
+            + COST_NOTE,
+            "currencyUSD",
+            spend_in_range(ASEL, "model, provider"),
+            "{{model}} ({{provider}})",
+        ),
+        timeseries(
+            "Unpriced tokens / s by model",
+            "Prompt and completion tokens per second of models with no price, by model (all agents of the "
+            "selected exporters). Every model seen has a line, at 0 while it is priced: one above 0 needs a "
+            "price in LETTA_EXPORTER_PRICE_FILE (docs/cost.md).",
+            "tokens/s",
+            [target(f"sum by (model, type) (rate({unpriced}[{RI}]))", "{{model}} {{type}}")],
+            w=24,
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------
 # SLOs: one row per objective, repeated over the objectives whose rules Prometheus has loaded (the
 # chart's default objectives, or an operator's own: rules/slo/, docs/slo.md). These panels read the
 # SLO recording rules; without them the row stays empty.
@@ -844,6 +957,7 @@ def overview() -> dict:
                 )
             ],
         ),
+        *cost_panels(scope),
         row("Tools and callbacks"),
         bargauge(
             "Top tools",
@@ -933,6 +1047,9 @@ def agent_detail() -> dict:
             [target(f"sum by (status) (letta_active_runs{{{ASEL}}})", "{{status}}")],
             stack=True,
         ),
+        row("Cost"),
+        *cost_stats(ASEL, scope),
+        spend_by_model(ASEL, scope),
     ]
     return dashboard(
         AGENT_UID,

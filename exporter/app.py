@@ -18,6 +18,7 @@ from exporter import __version__, active, steps_stream
 from exporter.activity import ActivityLog
 from exporter.breaker import CircuitBreaker
 from exporter.config import Settings
+from exporter.cost.pricing import Pricing
 from exporter.discovery import Discovery, DiscoveryOptions, reaches
 from exporter.enrichment import Enricher, EnrichOptions, without
 from exporter.letta.availability import EndpointAvailability
@@ -82,6 +83,8 @@ def build_exporter(settings: Settings) -> Exporter:
         metrics.spans_exported,
         on_malformed=lambda count: metrics.api_malformed.labels("retrieve_trace_for_run").inc(count),
     )
+    pricing = Pricing.build(settings.prices)
+    log.info("cost: prices from %s", pricing.describe())
     enricher = Enricher(
         client,
         tracker,
@@ -97,6 +100,7 @@ def build_exporter(settings: Settings) -> Exporter:
         ),
         availability=availability,
         traces=traces,
+        pricing=pricing,
     )
     stream = None
     if settings.enrich_steps and settings.steps_source != "per_run":

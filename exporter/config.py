@@ -11,10 +11,19 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from exporter.cost.price_file import PriceFile, PriceFileError, load_price_file
 from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
 from exporter.traces.otlp_env import check_environment, tracing_enabled
 
@@ -149,11 +158,17 @@ class Settings(BaseSettings):
     duration_buckets: Buckets = Field(
         DEFAULT_DURATION_BUCKETS, description="Run duration histogram buckets, seconds."
     )
+    price_file: Path | None = Field(
+        None,
+        description="YAML or JSON file of your own model prices (US dollars per million tokens), which win "
+        "over the bundled price table: negotiated or BYOK prices, custom and self-hosted models.",
+    )
     web_config_file: Path | None = Field(
         None, description="Prometheus-style web config (TLS, basic auth) for /metrics."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     log_format: Literal["text", "json"] = Field("text", description="Log format: text, or json for machines.")
+    _prices: PriceFile | None = PrivateAttr(None)  # price_file, read and checked at start-up
 
     @field_validator("base_url")
     @classmethod
@@ -181,6 +196,20 @@ class Settings(BaseSettings):
             if self.api_key is None:
                 self.api_key = SecretStr(key)
         return self
+
+    @model_validator(mode="after")
+    def _price_file(self) -> Settings:
+        if self.price_file is not None:
+            try:
+                self._prices = load_price_file(self.price_file)
+            except PriceFileError as exc:
+                raise ValueError(f"price_file: {exc}") from None
+        return self
+
+    @property
+    def prices(self) -> PriceFile | None:
+        """The operator's prices from ``price_file``, if set."""
+        return self._prices
 
     @model_validator(mode="after")
     def _trace_environment(self) -> Settings:

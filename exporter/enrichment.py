@@ -35,6 +35,7 @@ from exporter.traces.rows import trace_settled, ttft_ns_from_rows
 from exporter.tracker import PendingRun, RunTracker
 
 if TYPE_CHECKING:
+    from exporter.cost.pricing import Pricing
     from exporter.traces.pipeline import TracePipeline
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,10 @@ class Enricher:
         *,
         availability: EndpointAvailability,
         traces: TracePipeline | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.client = client
+        self.pricing = pricing
         self.tracker = tracker
         self.metrics = metrics
         self.options = options
@@ -341,7 +344,7 @@ class Enricher:
     def _record(self, entry: PendingRun, figures: dict[str, Any]) -> None:
         if entry.run.id not in self.tracker.pending:
             return  # forgotten while its reads were under way
-        outcome = compute_outcome(entry.run, figures)
+        outcome = compute_outcome(entry.run, figures, self.pricing)
         # Recording and marking finalised happen in one synchronous step: nothing can interleave.
         self.metrics.record(outcome)
         self.tracker.finalise(entry.run.id)

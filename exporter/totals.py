@@ -50,6 +50,14 @@ FAMILIES: tuple[Family, ...] = (
     Family("letta_run_tool_calls", "counter",
            "Tools used by finished runs, by tool ID (names in letta_tool_info).", ("tool",)),
     Family("letta_run_callbacks", "counter", "Run completion callbacks by outcome.", ("outcome",)),
+    # New families rather than labels on the token families: a state file keeps each family's label
+    # sets, so one written before would no longer load.
+    Family("letta_run_cost_usd", "counter",
+           "Estimated cost of finished runs in US dollars, by agent, model and provider (docs/cost.md).",
+           (AGENT, "model", "provider")),
+    Family("letta_unpriced_tokens", "counter",
+           "Tokens of finished runs' steps whose model has no price (not in letta_run_cost_usd_total), "
+           "by model and type.", ("model", "type")),
 )  # fmt: skip
 BY_NAME = {family.name: family for family in FAMILIES}
 
@@ -129,6 +137,10 @@ class RunTotals:
             self.add("letta_run_tool_calls", (tool,), count)
         if outcome.callback is not None:
             self.add("letta_run_callbacks", (outcome.callback,))
+        for (model, provider), usd in outcome.cost_usd.items():
+            self.add("letta_run_cost_usd", (*agent, model, provider), usd)
+        for key, count in outcome.unpriced_tokens.items():
+            self.add("letta_unpriced_tokens", key, count)
 
     # -- persistence ----------------------------------------------------------------------------
 

@@ -110,6 +110,10 @@ def test_the_dashboards_draw_the_declared_thresholds() -> None:
     assert steps(panel(health, "Time since last successful poll"))[-1] == stale
     behind = alerts.threshold("LettaExporterFallingBehind", "age").value
     assert steps(panel(health, "Falling behind"))[-1] == behind
+    budget = alerts.threshold("LettaSpendOverBudget", "budget").value
+    detail = json.loads((ROOT / "dashboards" / "letta-agent-detail.json").read_text())
+    for dashboard in (overview, detail):
+        assert steps(panel(dashboard, "Spend per day at the current rate")) == [None, budget / 2, budget]
 
 
 def test_an_alert_is_added_by_one_declaration_entry(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,6 +165,7 @@ def test_threshold_texts() -> None:
     assert Threshold(5400, "seconds").text == "1h30m"
     assert Threshold(12.5, "seconds").text == "12.5s"
     assert Threshold(10, "runs").text == "10" and Threshold(10, "runs").promql == "10"
+    assert Threshold(100, "usd").text == "$100" and Threshold(2.5, "usd").promql == "2.5"
 
 
 def test_the_rules_file_keeps_its_alerts_and_recording_rules() -> None:

@@ -285,7 +285,8 @@ def test_every_variable_a_query_uses_is_defined() -> None:
 
 
 def test_every_range_selector_is_rate_interval() -> None:
-    """Every rate/irate/increase (and any other range) uses $__rate_interval, never a fixed window."""
+    """Every rate/irate/increase (and any other range) uses $__rate_interval, never a fixed window;
+    only a total over the dashboard's time range (the spend in it) is increase(...[$__range])."""
     seen_rate = 0
     for name, dashboard in all_dashboards().items():
         for q in queries(dashboard):
@@ -295,12 +296,15 @@ def test_every_range_selector_is_rate_interval() -> None:
                 while depth:
                     depth += {"(": 1, ")": -1}.get(q.expr[i], 0)
                     i += 1
-                argument = q.expr[match.end() : i - 1]
-                assert argument.rstrip().endswith("[$__rate_interval]"), (
+                argument = q.expr[match.end() : i - 1].rstrip()
+                whole_range = match.group(1) == "increase" and argument.endswith("[$__range]")
+                assert argument.endswith("[$__rate_interval]") or whole_range, (
                     f"{name}: {q.panel} {q.ref}: {match.group(1)}({argument}) does not use $__rate_interval"
                 )
             for window in re.findall(r"\[([^\]]*)\]", q.expr):
-                assert window == "$__rate_interval", f"{name}: {q.panel} {q.ref}: range [{window}]"
+                assert window in ("$__rate_interval", "$__range"), (
+                    f"{name}: {q.panel} {q.ref}: range [{window}]"
+                )
     assert seen_rate > 50
 
 
@@ -770,9 +774,9 @@ def exporter_command(port: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    prometheus_server = require_tool("prometheus", PROMETHEUS_INSTALLER)
+    require_tool("prometheus", PROMETHEUS_INSTALLER)  # before the exporter is started for nothing
     tmp = tmp_path_factory.mktemp("live")
-    exporter_port, prom_port = free_port(), free_port()
+    exporter_port = free_port()
     job, instance = "letta-exporter", f"127.0.0.1:{exporter_port}"
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
@@ -788,35 +792,50 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
             60,
             procs,
         )
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(path) for path in RULE_FILES],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [instance]}]}],
-        }
-        (tmp / "prometheus.yml").write_text(json.dumps(config, indent=1))
-        command = [
-            str(prometheus_server),
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-            "--log.level=warn",
-        ]
-        with open(tmp / "prometheus.log", "wb") as log:
-            proc = subprocess.Popen(command, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
-            procs.append((proc, tmp / "prometheus.log"))
-        prometheus = f"http://127.0.0.1:{prom_port}"
-        wait_for("Prometheus to be ready", lambda: http_get(f"{prometheus}/-/ready"), 60, procs)
-        # Prometheus 2.42 applies new targets on a 5 s tick: the first sample lands after ~6 s.
-        wait_for(
-            "the first scrape of the exporter",
-            lambda: prom_api(prometheus, "query", query=f'up{{job="{job}"}} == 1')["result"],
-            60,
-            procs,
-        )
+        prometheus = start_prometheus(tmp, job, instance, procs, RULE_FILES)
         yield LiveStack(prometheus, exporter, job, instance, tmp)
     finally:
         for proc, _ in reversed(procs):
             stop(proc)
+
+
+def start_prometheus(
+    tmp: Path,
+    job: str,
+    instance: str,
+    procs: list[tuple[subprocess.Popen[bytes], Path]],
+    rule_files: list[Path] | tuple[()] = (),
+) -> str:
+    """A real Prometheus scraping ``instance`` every second as ``job`` (and evaluating
+    ``rule_files``), added to ``procs`` for the caller to stop; its URL once it has scraped once."""
+    prometheus_server = require_tool("prometheus", PROMETHEUS_INSTALLER)
+    prom_port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [instance]}]}],
+    }
+    (tmp / "prometheus.yml").write_text(json.dumps(config, indent=1))
+    command = [
+        str(prometheus_server),
+        f"--config.file={tmp / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+        "--log.level=warn",
+    ]
+    with open(tmp / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen(command, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+        procs.append((proc, tmp / "prometheus.log"))
+    prometheus = f"http://127.0.0.1:{prom_port}"
+    wait_for("Prometheus to be ready", lambda: http_get(f"{prometheus}/-/ready"), 60, procs)
+    # Prometheus 2.42 applies new targets on a 5 s tick: the first sample lands after ~6 s.
+    wait_for(
+        "the first scrape of the exporter",
+        lambda: prom_api(prometheus, "query", query=f'up{{job="{job}"}} == 1')["result"],
+        60,
+        procs,
+    )
+    return prometheus
 
 
 def has_data(data: dict[str, Any]) -> bool:

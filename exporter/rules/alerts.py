@@ -199,6 +199,25 @@ ALERTS: tuple[Alert, ...] = (
         fires_when="the oldest run still created or running is older than ${age}",
         brief="the oldest run in flight is older than ${age}",
     ),
+    Alert(
+        name="LettaSpendOverBudget",
+        severity="warning",
+        for_seconds=900,
+        comment="Estimated spend against a daily budget: set it to yours in exporter/rules/alerts.py (one "
+        "threshold; the dashboards draw it) and regenerate, or drop the alert. Prices: docs/cost.md.",
+        thresholds={"budget": Threshold(100, "usd")},
+        expr="sum by (job) (increase(letta_run_cost_usd_total[1d])) > ${budget}",
+        summary='Letta agents spent {{ printf "%.2f" $value }} US dollars in the last 24 hours '
+        "(job {{ $labels.job }}).",
+        description="The Letta runs recorded by job {{ $labels.job }} cost an estimated "
+        '{{ printf "%.2f" $value }} US dollars over the last 24 hours, above the ${budget} daily budget, '
+        "for ${for}. The runs overview's Cost row shows which agents and models spend it. Estimates come "
+        "from list prices or the exporter's price file (docs/cost.md); models without a price are not "
+        "in them (letta_unpriced_tokens_total counts their tokens).",
+        fires_when="the estimated spend of the last 24 hours (`letta_run_cost_usd_total`, per job) is above "
+        "${budget}: a daily budget to set to your own (models without a price are not in it)",
+        brief="estimated spend over the last 24 hours above ${budget} (set your own budget)",
+    ),
 )
 
 

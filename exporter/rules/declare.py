@@ -70,7 +70,7 @@ class Threshold:
     how annotations, docs and dashboards say it."""
 
     value: float
-    unit: Literal["ratio", "seconds", "runs"]
+    unit: Literal["ratio", "seconds", "runs", "usd"]
 
     @property
     def promql(self) -> str:
@@ -82,6 +82,8 @@ class Threshold:
             return f"{self.value * 100:g}%"
         if self.unit == "seconds":
             return prom_duration(self.value)
+        if self.unit == "usd":
+            return f"${self.value:g}"
         return f"{self.value:g}"
 
 
