@@ -106,7 +106,7 @@ class Discovery:
             return
         tracker = self.tracker
         first = not self.baselined
-        deep, horizon = self._depth()
+        deep, horizon, relist_to = self._depth()
         # "Start at now" means at process start, not at the first poll that succeeds: runs created
         # after start-up count even when Letta was unreachable at first.
         count_from = self.started_at - self.options.backfill
@@ -123,7 +123,7 @@ class Discovery:
                     anchor = created_ts(page[0])
                     if anchor is not None:
                         horizon = min(anchor - tracker.overlap, count_from)
-                if self._take(page, horizon, listed):
+                if self._take(page, horizon, listed, relist_to):
                     break
         except BaseException:
             # What was read still counts; the watermark stays, so the rest is read again next poll.
@@ -131,25 +131,36 @@ class Discovery:
             raise
         self._admit_oldest_first(listed, first=first, count_from=count_from, advance=True)
         self.baselined = True
-        tracker.listings += 1
         if deep:
             self._last_deep = started
 
-    def _depth(self) -> tuple[bool, float | None]:
-        """Whether this discovery is a deep one, and the horizon it reads down to."""
+    def _depth(self) -> tuple[bool, float | None, float | None]:
+        """Whether this discovery is a deep one, the horizon down to which it takes runs in, and how
+        far below that it reads only to list pending runs again (None: not below)."""
         tracker, options = self.tracker, self.options
         horizon = tracker.horizon
+        if tracker.watermark is None or horizon is None:
+            return True, horizon, None
         due = self._last_deep is None or time.monotonic() - self._last_deep >= options.deep_every
-        if due or not options.short_reach or tracker.watermark is None or horizon is None:
-            return True, horizon
-        wanted = [tracker.watermark - options.short_reach, *self._left_active.values()]
-        for entry in tracker.pending.values():
-            if awaits_listing(entry.run) and (created := created_ts(entry.run)) is not None:
-                wanted.append(created)
-        return False, max(horizon, min(wanted))
+        if not due and options.short_reach:
+            wanted = [tracker.watermark - options.short_reach, *self._left_active.values()]
+            horizon = max(horizon, min(wanted))
+        # A pending run still waiting for a figure its listing brings is listed again, however old:
+        # on a server without /metrics that listing is the only place its duration is written. Below
+        # the horizon nothing is taken in: the finalised set no longer covers those runs.
+        awaiting = [
+            created
+            for entry in tracker.pending.values()
+            if awaits_listing(entry.run) and (created := created_ts(entry.run)) is not None
+        ]
+        relist_to = min(awaiting) if awaiting and min(awaiting) < horizon else None
+        return due or not options.short_reach, horizon, relist_to
 
-    def _take(self, page: list[Run], horizon: float | None, listed: list[tuple[float, Run]]) -> bool:
-        """Add the page's runs above the horizon to ``listed``; whether the horizon was reached."""
+    def _take(
+        self, page: list[Run], horizon: float | None, listed: list[tuple[float, Run]], relist_to: float | None
+    ) -> bool:
+        """Add the page's runs above the horizon to ``listed`` (and list pending runs below it again,
+        down to ``relist_to``); whether the walk is done."""
         reached_horizon = False
         self.seen += len(page)
         for run in page:
@@ -162,7 +173,11 @@ class Discovery:
                 if run.is_terminal:
                     self._unplaceable_run(run.id)
             elif horizon is not None and created < horizon:
-                reached_horizon = True
+                if relist_to is not None and created >= relist_to:
+                    if run.is_terminal:
+                        self.tracker.relisted(run)
+                else:
+                    reached_horizon = True
             else:
                 listed.append((created, run))
         return reached_horizon

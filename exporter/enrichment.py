@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -64,6 +65,7 @@ class EnrichOptions:
     max_settle_checks: int = 4  # with settle_delay doubling: looks over about 15 settle delays
     retry_delay: float = 10.0  # after a failed read: about a poll interval
     settle_delay: float = 0.25  # after Letta listed a run before writing its figures; doubles each look
+    max_listing_wait: float = 30.0  # seconds a look waits for the run to be listed again, at most
 
 
 class Verdict(Enum):
@@ -238,12 +240,14 @@ class Enricher:
         if may_settle and (figures is None or trace_late):
             stale = unsettled(run, reads)
             # A look counts once something was read again: a late source of the run's own, or the run
-            # itself, listed again by a discovery since the last look (while discoveries fail, say
-            # under a storm of 5xx, the run waits rather than fall back to a weaker source).
-            listings = self.tracker.listings
-            if stale or trace_late or listings > entry.listings_seen:
+            # itself, listed again since the last look (while discoveries fail, say under a storm of
+            # 5xx, the run waits rather than fall back to a weaker source; but not forever).
+            now = time.monotonic()
+            relisted = entry.relistings > entry.relistings_seen
+            if stale or trace_late or relisted or now - entry.looked_at > options.max_listing_wait:
                 entry.settle_checks += 1
-            entry.listings_seen = listings
+                entry.looked_at = now
+            entry.relistings_seen = entry.relistings
             for source in stale:
                 del reads.data[source]
             if trace_late:

@@ -35,7 +35,9 @@ class PendingRun:
     reads: Reads = field(default_factory=Reads)
     failures: int = 0
     settle_checks: int = 0
-    listings_seen: int = 0  # the tracker's ``listings`` at the last settle look
+    relistings: int = 0  # listings of the run since it was taken in (each may bring a late figure)
+    relistings_seen: int = 0  # ``relistings`` at the last settle look
+    looked_at: float = field(default_factory=time.monotonic)  # the last settle look that counted
     admitted_at: float = field(default_factory=time.time)
     # The steps stream's part (exporter/steps_stream.py): reads that did not yet cover the run, and
     # whether its steps are to be read per run after all (or as well, to check the stream).
@@ -68,7 +70,6 @@ class RunTracker:
         self.watermark: float | None = None  # newest created_at handled, on Letta's clock
         # completed_at of the oldest finished run left in Letta by the last discovery (None: none).
         self.deferred_since: float | None = None
-        self.listings = 0  # discoveries that read their whole depth: each re-lists the pending runs
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -101,8 +102,7 @@ class RunTracker:
         if len(self.pending) >= self.capacity:
             return Seen.DEFERRED
         self.in_flight.pop(run.id, None)
-        # Taken in by a listing that counts as the next one: a look needs a listing after it.
-        self.pending[run.id] = PendingRun(run, listings_seen=self.listings + 1)
+        self.pending[run.id] = PendingRun(run)
         return Seen.PENDING
 
     def relisted(self, run: Run) -> None:
@@ -111,6 +111,7 @@ class RunTracker:
         entry = self.pending.get(run.id)
         if entry is not None:
             entry.run = run
+            entry.relistings += 1
 
     def forget(self, run_id: str) -> None:
         """A run given up (deleted in Letta, stale): stop tracking it without counting it, and keep it

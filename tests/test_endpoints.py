@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from exporter.app import build_exporter
 from exporter.config import Settings
 from exporter.letta.availability import EndpointAvailability
+from exporter.letta.models import Run
 from tests.hostile_server import HostileLetta, Reply, json_reply, run_json
 from tests.support import runs_counted, select, served_samples
 
@@ -145,3 +147,38 @@ def test_availability_probes_a_missing_endpoint_once_per_interval_and_sees_it_co
 
     asyncio.run(scenario())
     assert changes == [("x", False), ("x", True)]
+
+
+def test_a_pending_run_below_the_horizon_is_listed_again_and_nothing_else_there_is_taken_in() -> None:
+    """On a server without /metrics the listing is the only place a run's duration is written: a
+    pending run still lacking it is listed again however old, but the runs beside it, below the
+    horizon, are ones the finalised set no longer covers, and are not taken in again."""
+    now = time.time()
+
+    def stamp(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - seconds_ago)) + ".000000Z"
+
+    waiting = run_json("run-waiting", created_at=stamp(300), total_duration_ns=None)
+    server = HostileLetta(overrides={"/metrics": lambda p, q: UNKNOWN_ROUTE}).start()
+    exporter = exporter_for(server, discovery_overlap=5)
+    tracker = exporter.tracker
+    server.runs = [
+        run_json("run-new", created_at=stamp(1)),
+        run_json("run-old-recorded-long-ago", created_at=stamp(200)),  # pruned from the finalised set
+        {**waiting, "total_duration_ns": 7 * 10**9},  # its duration is written now
+    ]
+
+    async def scenario() -> None:
+        await exporter.poller.discovery.discover()  # baseline: all history
+        tracker.finalised.clear()
+        tracker.watermark = now - 1
+        tracker.observe(Run.model_validate(waiting))
+        await exporter.poller.discovery.discover()
+        await exporter.client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert tracker.pending["run-waiting"].run.total_duration_ns == 7 * 10**9
+    assert "run-old-recorded-long-ago" not in tracker.pending
