@@ -200,7 +200,8 @@ def peak_rss_bytes(pid: int) -> int:
 @pytest.mark.integration  # a real process, and a gigabyte to compress first
 def test_a_gzip_bomb_is_refused_within_bounded_memory_and_polling_goes_on(gzip_bomb, tmp_path) -> None:
     """A 1 GiB gzip bomb as the run list, against the real exporter process: its peak RSS stays
-    within 50 MB of what it was before, the reply counts as malformed, and the next poll counts runs."""
+    within 50 MB of what it was before, the reply counts as malformed, the next poll counts runs, and
+    the memory goes back to the system (glibc would keep 16 MiB per bomb size class: exporter/malloc.py)."""
     server = HostileLetta().start()
     args = ["--poll-interval", "0.3", "--max-requests-per-second", "0", "--max-retries", "0"]
     exporter = ExporterProcess(tmp_path, args, env={"LETTA_BASE_URL": server.base_url})
@@ -210,6 +211,7 @@ def test_a_gzip_bomb_is_refused_within_bounded_memory_and_polling_goes_on(gzip_b
         time.sleep(1.0)  # a few polls: the baseline includes everything a normal poll touches
         assert exporter.proc is not None
         baseline = peak_rss_bytes(exporter.proc.pid)
+        idle = status_bytes(exporter.proc.pid, "VmRSS")
         bomb = hostile_server.bomb_reply(gzip_bomb)
         server.list_route = lambda path, query: bomb
 
@@ -227,6 +229,8 @@ def test_a_gzip_bomb_is_refused_within_bounded_memory_and_polling_goes_on(gzip_b
         server.list_route = None
         server.runs = [run_json("run-after-bomb")]
         wait_for(lambda: runs_counted(exporter.scrape()) == 1, 20, what="polling to go on")
+        kept = status_bytes(exporter.proc.pid, "VmRSS") - idle
+        assert kept < 8 * 1024 * 1024, f"RSS stayed {kept / 2**20:.0f} MiB up after the bombs"
     finally:
         exporter.stop()
         server.stop()
@@ -414,3 +418,11 @@ def test_a_refused_reply_is_not_kept_while_the_retry_waits(small_bomb) -> None:
 
     asyncio.run(scenario())
     assert held_while_waiting and held_while_waiting[0] < CAP // 4, held_while_waiting
+
+
+def test_glibc_is_told_to_keep_its_mmap_threshold(monkeypatch) -> None:
+    from exporter.malloc import fix_mmap_threshold
+
+    assert fix_mmap_threshold() is True  # this machine has glibc, as the container image does
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert fix_mmap_threshold() is False  # the operator's setting stands
