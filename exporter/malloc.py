@@ -6,7 +6,7 @@ its own, returned to the system when freed. But freeing such a block *raises* th
 block's size (up to 32 MiB), so that later blocks of that size come from the heap, whose freed
 memory mostly stays with the process. After a stretch of 16 MiB replies (a refused gzip bomb is one)
 the exporter's RSS stayed tens of MB up for good (``bench/bombs.py``; docs/bench.md, "Memory under
-gzip bombs"). Setting the threshold, even to its default, turns that adjustment off.
+gzip bombs"). Setting the threshold turns that adjustment off.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import ctypes
 import os
 
 M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
-MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept
+# Above the 256 KiB pieces replies are inflated in, which then come from the heap and are reused
+# rather than mapped and unmapped each time (about a quarter of the CPU a refused bomb costs, at
+# 128 KiB); below the buffer of any reply larger than a page of a few hundred runs.
+MMAP_THRESHOLD = 1024 * 1024
 
 
 def fix_mmap_threshold() -> bool:
