@@ -71,7 +71,7 @@ class _Phases:
     bomb: Reply
     bombing: bool = False
     reveal: bool = False  # the next walk of the run list is answered as usual
-    revealed_pages: int = 0
+    walk_started: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def route(self, path: str, query: dict[str, list[str]]) -> Reply | None:
@@ -80,12 +80,15 @@ class _Phases:
                 return None
             is_list = path.rstrip("/") == "/v1/runs" and query.get("active") != ["true"]
             if is_list and self.reveal:
-                # The walk's first page, then its continuation (or a second first page): one walk.
-                self.revealed_pages += 1
-                cursor = bool(query.get("before") or query.get("after"))
-                if cursor or self.revealed_pages > 1:
-                    self.reveal = False
-                return None
+                # A walk's first page, then its continuation. Only a walk that began after the
+                # switch lists the new runs: the continuation of one under way as it came is not it.
+                first_page = not (query.get("before") or query.get("after"))
+                if first_page and self.walk_started:
+                    self.reveal = False  # a second first page: that walk had no continuation
+                else:
+                    self.reveal = first_page or not self.walk_started
+                    self.walk_started = self.walk_started or first_page
+                    return None
             return self.bomb
 
 
@@ -155,6 +158,7 @@ def run(tree: Tree, workdir: Path, config: BombsConfig) -> dict[str, Any]:
         "command": " ".join(exporter.args[1:]),
         "idle": idle,
         "peak_reset": reset,
+        "pending_runs_listed": phases.walk_started,
         "bombs": {
             "peak_rss_mb": peak,
             "growth_mb": round(peak - idle["rss_mb"], 1),
