@@ -7,8 +7,9 @@ bomb would have every one of them decode up to the cap together. The budget boun
 
 The reply that began first among those being read (the *eldest*) may grow to its own cap; all the
 others share ``shared`` bytes between them, and one that would take more than is left waits until
-there is room or it is the eldest itself. The total held is thus at most one cap plus ``shared``,
-however many replies decode, and waiting is safe:
+there is room or it is the eldest itself. The total held is thus at most one cap plus ``shared``
+(plus the piece each reader has inflated and not yet counted), however many replies decode, and
+waiting is safe:
 
 - no deadlock: the eldest never waits, and every reply ends (read whole, refused at its cap, or
   timed out by the client's whole-exchange timeout), whereupon the next in line is the eldest;
@@ -17,7 +18,8 @@ however many replies decode, and waiting is safe:
   come and go meanwhile.
 
 Valid replies are rarely held up: a page of 1,000 runs is about 2 MB, so the shared part is seldom
-full unless something hostile is filling it.
+full unless something hostile is filling it. When it is, and the eldest is a reply trickling in,
+the others wait for it, at worst until its whole-exchange timeout.
 """
 
 from __future__ import annotations
