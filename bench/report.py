@@ -75,6 +75,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "(in-process, skips HTTP)",
             "met": peak < 150 and growth < 10 and memory["runs"] >= 1_000_000,
         })  # fmt: skip
+    bombs = results.get("bombs")
+    if bombs:
+        out.append(_bombs_target(bombs))
     scrapes = results.get("scrape", [])
     if scrapes:
         largest = max(scrapes, key=lambda s: s["series"])
@@ -86,6 +89,42 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "met": largest["series"] >= 100_000 and all(p is not None and p < 100 for p in p99s.values()),
         })  # fmt: skip
     return out
+
+
+def _bombs_target(bombs: dict[str, Any]) -> dict[str, Any]:
+    idle, peak, end = bombs["idle"]["rss_mb"], bombs["bombs"]["peak_rss_mb"], bombs["end"]
+    seconds = bombs["config"]["bomb_seconds"]
+    counted = f"{end['runs_counted']} of {end['runs_listed']} runs counted"
+    return {
+        "target": "a minute of gzip bombs as every reply: peak RSS <= idle RSS + 40 MB, "
+        "every run counted after",
+        "measured": f"{seconds:g} s: idle {idle} MB, peak {peak} MB ({bombs['bombs']['growth_mb']:+} MB), "
+        f"end {end['rss_mb']} MB; {bombs['bombs']['malformed']} bombs refused; {counted} "
+        f"{end['recovery_seconds']} s after",
+        "met": peak - idle <= 40 and end["recovered"] and seconds >= 60,
+    }
+
+
+def _bombs_lines(bombs: dict[str, Any]) -> list[str]:
+    config, during, end = bombs["config"], bombs["bombs"], bombs["end"]
+    recovered = f"{end['recovery_seconds']} s" if end["recovered"] else "not within the time limit"
+    codes = ", ".join(f"{code} {count}" for code, count in during["requests_by_code"].items())
+    rss = [bombs["idle"]["rss_mb"], during["peak_rss_mb"], f"{during['growth_mb']:+}", end["rss_mb"]]
+    cells = [*map(_fmt, rss), str(during["malformed"]), codes, _fmt(during["cpu_seconds"]), recovered]
+    return [
+        "## Memory under gzip bombs (the exporter process, tests/hostile_server.py)",
+        "",
+        f"{config['valid_seconds']:g} s of valid replies, then {config['bomb_seconds']:g} s of a gzip bomb "
+        f"({bombs['bomb_bytes'] / 1e6:.1f} MB on the wire, {config['bomb_mib']:,} MiB decoded, sent in "
+        f"{config['wire_piece']:,}-byte writes {config['wire_delay']:g} s apart) as every reply, with "
+        f"{config['pending_runs']} runs being enriched; then valid replies again.",
+        "",
+        "| idle RSS MB | peak RSS under bombs MB | growth MB | end RSS MB | bombs refused "
+        "| requests by code (bombs and recovery) | exporter CPU s under bombs | every run counted after |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|",
+        _row(cells),
+        "",
+    ]
 
 
 def _load_groups(levels: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -318,6 +357,8 @@ def markdown(results: dict[str, Any]) -> str:
             ]
             lines.append(_row(cells))
         lines.append("")
+    if results.get("bombs"):
+        lines += _bombs_lines(results["bombs"])
     profile = results.get("profile")
     if profile and profile.get("samples"):
         lines += [

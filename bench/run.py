@@ -2,8 +2,9 @@
 
 Sections: capacity (a backlog drained by the exporter, a bare httpx loop and a naive poller), load
 (offered 10/100/1,000 runs/s, exporter beside a bare httpx poller), memory (1M runs in-process),
-scrape (/metrics at 10k and 100k series), and, with ``--profile``, a py-spy profile of the exporter
-at the busiest load level. Every server binds 127.0.0.1 and is stopped by the section that started it.
+scrape (/metrics at 10k and 100k series), bombs (the exporter's RSS under a minute of gzip bombs
+against its idle RSS), and, with ``--profile``, a py-spy profile of the exporter at the busiest load
+level. Every server binds 127.0.0.1 and is stopped by the section that started it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, load, report
+from bench import bombs, capacity, load, report
 from bench.common import (
     ROOT,
     BenchError,
@@ -38,9 +39,9 @@ from bench.common import (
 from bench.profile import Profiler
 from bench.scrape import VARIANTS, time_scrapes
 
-SECTIONS = ("capacity", "load", "memory", "scrape")
+SECTIONS = ("capacity", "load", "memory", "scrape", "bombs")
 
-# mode -> settings. "full" is the default run (about 11 minutes here), "quick" about two, "smoke"
+# mode -> settings. "full" is the default run (about 13 minutes here), "quick" about three, "smoke"
 # seconds (the test suite's check that the harness works; its figures mean nothing).
 MODES: dict[str, dict[str, Any]] = {
     "full": {
@@ -49,6 +50,7 @@ MODES: dict[str, dict[str, Any]] = {
         "load": {"warmup": 8.0, "window": 20.0, "drain": 8.0},
         "memory": {"runs": 1_000_000, "sample_every": 100_000},
         "scrape": [(10_000, 200, 50), (100_000, 30, 10)],  # (series, HTTP scrapes per variant, baseline)
+        "bombs": bombs.BombsConfig(),
     },
     "quick": {
         "capacity": capacity.CapacityConfig(runs=2_000, repeats=1, max_seconds=20, stream_runs=10_000),
@@ -56,6 +58,7 @@ MODES: dict[str, dict[str, Any]] = {
         "load": {"warmup": 3.0, "window": 5.0, "drain": 2.0},
         "memory": {"runs": 50_000, "sample_every": 10_000},
         "scrape": [(10_000, 20, 5), (100_000, 3, 2)],
+        "bombs": bombs.BombsConfig(bomb_seconds=15),
     },
     "smoke": {
         "capacity": capacity.CapacityConfig(runs=100, agents=5, repeats=1, max_seconds=20, stream_runs=500),
@@ -63,6 +66,14 @@ MODES: dict[str, dict[str, Any]] = {
         "load": {"warmup": 2.0, "window": 2.0, "drain": 1.0},
         "memory": {"runs": 4_000, "sample_every": 1_000},
         "scrape": [(1_000, 3, 2)],
+        "bombs": bombs.BombsConfig(
+            valid_seconds=2,
+            bomb_seconds=2,
+            runs_per_second=5,
+            pending_runs=8,
+            bomb_mib=64,
+            recovery_timeout=60,
+        ),
     },
 }
 
@@ -70,7 +81,7 @@ MODES: dict[str, dict[str, Any]] = {
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="about two minutes: smaller backlog, short windows"
+        "--quick", action="store_true", help="about three minutes: smaller backlog, short windows"
     )
     parser.add_argument(
         "--smoke", action="store_true", help="seconds: checks the harness works, figures meaningless"
@@ -176,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             _section(
                 "scrape", results, lambda: [_scrape(tree, workdir, *spec) for spec in settings["scrape"]]
             )
+        if "bombs" in sections:
+            _section("bombs", results, lambda: bombs.run(tree, workdir, settings["bombs"]))
         _collect_problems(results)
         results["targets"] = report.targets(results)
         results["duration_seconds"] = round(time.time() - started, 1)
@@ -208,7 +221,7 @@ def _section(name: str, results: dict[str, Any], body: Any) -> Any:
     results.setdefault("foreign_cpu_cores", {})[name] = round(max(0.0, foreign) / elapsed, 2)
     print(f"   {elapsed:.0f} s (other processes used {max(0.0, foreign) / elapsed:.2f} cores)", flush=True)
     key = name.split()[0]
-    if key in ("capacity", "memory", "scrape"):
+    if key in ("capacity", "memory", "scrape", "bombs"):
         results[key] = value
     return value
 

@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         from exporter.logsetup import configure_logging
 
         configure_logging(settings.log_level, settings.log_format, [settings.api_key_value() or ""])
+        from exporter.malloc import fix_mmap_threshold
+
+        # Here, not in a test's or the Dockerfile's environment: however the exporter is started.
+        log.debug("glibc mmap threshold fixed: %s", fix_mmap_threshold())
         if demo:
             return _run_demo(settings)
         asyncio.run(_serve(settings))

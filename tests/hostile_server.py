@@ -6,9 +6,11 @@ from a misbehaving server or proxy. Each route is a function of the request retu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,15 +50,35 @@ def json_reply(value: Any, status: int = 200) -> Reply:
     return Reply(status=status, body=json.dumps(value).encode())
 
 
+def gzip_bomb(decoded_mib: int = 1024) -> bytes:
+    """``decoded_mib`` MiB of JSON-ish spaces, gzipped about 1,000 to 1 (1 GiB: about 1 MB, built in
+    a few seconds)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b" " * (1 << 20)
+    parts = [deflate.compress(block) for _ in range(decoded_mib)]
+    parts.append(deflate.flush())
+    return b"".join(parts)
+
+
+def bomb_reply(bomb: bytes, piece: int = 0, delay: float = 0.0) -> Reply:
+    """The bomb as a reply; if ``piece`` is given, sent in writes of that many bytes ``delay``
+    seconds apart, as a slow link delivers it: a client then decodes it a little at a time, in turns
+    with its other replies, rather than in one go."""
+    body = [bomb[at : at + piece] for at in range(0, len(bomb), piece)] if piece else bomb
+    return Reply(body=body, headers=(("Content-Encoding", "gzip"),), delay_between_chunks=delay)
+
+
 @dataclass
 class HostileLetta:
-    """Serves ``runs`` (list, active list, per-run enrichment); ``list_route`` swaps in a hostile list."""
+    """Serves ``runs`` (list, active list, per-run enrichment); ``list_route`` swaps in a hostile list,
+    ``route`` a hostile anything."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
     list_route: Route | None = None  # replaces the run list (not the active list) when set
     requests: list[str] = field(default_factory=list)
-    # Replies for the paths ending so (e.g. "/metrics"), before any other route.
-    overrides: dict[str, Route] = field(default_factory=dict)
+    # Asked first for the paths ending so (e.g. "/metrics"; "" for every path): a reply replaces the
+    # usual one, None leaves it.
+    overrides: dict[str, Callable[[str, dict[str, list[str]]], Reply | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         hostile = self
@@ -66,6 +88,11 @@ class HostileLetta:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def handle(self) -> None:
+                # A client that refused a reply mid-body drops its connection: expected here.
+                with contextlib.suppress(ConnectionResetError):
+                    super().handle()
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
@@ -113,8 +140,8 @@ class HostileLetta:
 
     def answer(self, path: str, query: dict[str, list[str]]) -> Reply:
         for suffix, route in self.overrides.items():
-            if path.endswith(suffix):
-                return route(path, query)
+            if path.endswith(suffix) and (reply := route(path, query)) is not None:
+                return reply
         if path.rstrip("/") == "/v1/runs":
             if query.get("active") == ["true"]:
                 active = [

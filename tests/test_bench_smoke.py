@@ -74,10 +74,16 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
     for variant in ("text_identity", "prometheus_default"):
         assert scrape["http"][variant]["n"] > 0 and scrape["http"][variant]["p99"] > 0
 
-    # Every target has its row: the backlog's two, each load level's, calls per run, memory, /metrics.
+    bombs = results["bombs"]
+    assert bombs["idle"]["rss_mb"] > 0 and bombs["bombs"]["peak_rss_mb"] > 0 and bombs["end"]["rss_mb"] > 0
+    assert bombs["bombs"]["requests_by_code"].get("body_too_large", 0) > 0, bombs["bombs"]
+    assert bombs["end"]["recovered"] and bombs["end"]["runs_counted"] == bombs["end"]["runs_listed"]
+
+    # Every target has its row: the backlog's two, each load level's, calls per run, memory, /metrics,
+    # gzip bombs.
     names = [target["target"] for target in results["targets"]]
     for part in ("runs finalised/s >= 0.9x the bare-httpx ceiling", "peak RSS <= 120 MB",
-                 "calls per run", "after 1M runs", "/metrics p99"):  # fmt: skip
+                 "calls per run", "after 1M runs", "/metrics p99", "gzip bombs"):  # fmt: skip
         assert sum(part in name for name in names) == 1, (part, names)
     for level in results["load"]:
         assert any(name.startswith(f"{level['config']['rate']:g} runs/s over") for name in names), names

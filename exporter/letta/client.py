@@ -26,6 +26,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from exporter import __version__
+from exporter.letta.budget import DecodeBudget, Hold
 from exporter.letta.errors import (
     LettaError,
     LettaHTTPError,
@@ -46,6 +47,10 @@ MAX_DETAIL_CHARS = 200
 # Decoded bytes one reply may hold: a page of 1,000 runs is about 2 MB. Also bounds what a
 # compressed reply can grow to in memory before it is refused.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# What the replies being read besides the eldest may hold between them (exporter/letta/budget.py):
+# with MAX_BODY_BYTES, at most 24 MiB decoded at once in the whole process, bombs or not.
+SHARED_BODY_BYTES = 8 * 1024 * 1024
+DECODE_BUDGET = DecodeBudget(SHARED_BODY_BYTES)
 INFLATE_PIECE = 256 * 1024
 BACKOFF_MAX = 30.0  # seconds: the longest wait between attempts, whatever Retry-After asks
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -91,33 +96,43 @@ class _Retry(Exception):
         self.after = after
 
 
-async def _read_body(stream: AsyncIterable[bytes], content_encoding: str, limit: int) -> bytes:
+async def _read_body(
+    stream: AsyncIterable[bytes], content_encoding: str, limit: int, budget: DecodeBudget, hold: Hold
+) -> bytearray:
     """A reply's body, gzip/deflate undone as it streams in, refused the moment the *decoded* size
-    passes ``limit``: a small compressed body can decode to gigabytes."""
+    passes ``limit`` (a small compressed body can decode to gigabytes), and each piece counted
+    against the process-wide ``budget`` before it is kept."""
     encoding = content_encoding.strip().lower()
     # wbits=47 takes a gzip or a zlib header, whichever comes.
     inflate = zlib.decompressobj(wbits=47) if encoding in ("gzip", "deflate") else None
-    chunks: list[bytes] = []
-    size = 0
-    async for data in stream:
-        while data:
-            if inflate is None:
-                out, data = data, b""
-            else:
-                try:
-                    # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
-                    out = inflate.decompress(data, min(INFLATE_PIECE, limit - size + 1))
-                except zlib.error as exc:
-                    raise _BadBody("bad_encoding", f"does not decode ({exc})") from None
-                data = inflate.unconsumed_tail
-            size += len(out)
-            if size > limit:
-                raise _BadBody("body_too_large", f"over {limit} bytes decoded")
-            chunks.append(out)
-    return b"".join(chunks)
+    # One buffer grown in place: a list of pieces joined at the end held the body twice.
+    body = bytearray()
+    try:
+        async for data in stream:
+            while data:
+                if inflate is None:
+                    out, data = data, b""
+                else:
+                    try:
+                        # Small pieces, never past the cap by more than a byte: the bomb stays in its box.
+                        out = inflate.decompress(data, min(INFLATE_PIECE, limit - len(body) + 1))
+                    except zlib.error as exc:
+                        raise _BadBody("bad_encoding", f"does not decode ({exc})") from None
+                    data = inflate.unconsumed_tail
+                if len(body) + len(out) > limit:
+                    raise _BadBody("body_too_large", f"over {limit} bytes decoded")
+                if not budget.take(hold, len(out)):
+                    await budget.wait_for(hold, len(out))
+                body += out
+    except BaseException:
+        # The traceback keeps this frame alive while the retry loop sleeps on: the refused bytes
+        # must not live on with it.
+        del body
+        raise
+    return body
 
 
-def _detail(body: bytes) -> str:
+def _detail(body: bytes | bytearray) -> str:
     """A short, printable reason from an error body: Letta's ``detail`` is a string or a list,
     and proxies answer with HTML pages."""
     try:
@@ -164,6 +179,7 @@ class LettaClient:
         self._where = f"{root.host}:{root.port or (443 if root.scheme == 'https' else 80)}"
         self.total_timeout = timeout * 3
         self.max_body_bytes = MAX_BODY_BYTES
+        self.budget = DECODE_BUDGET  # shared by every client: the bound is the process's
         self.backoff_base = backoff_base
         self.limiter = AdaptiveRateLimiter(max_requests_per_second)
         self.observer: RequestObserver = observer or _NullObserver()
@@ -179,7 +195,7 @@ class LettaClient:
     def _backoff(self, attempt: int) -> float:
         return random.uniform(0, min(BACKOFF_MAX, self.backoff_base * 2**attempt))
 
-    async def _fetch(self, path: str, params: Any) -> tuple[httpx.Response, bytes]:
+    async def _fetch(self, path: str, params: Any) -> tuple[httpx.Response, bytearray]:
         """One exchange, bounded in time as a whole (a slow-loris reply trickling bytes under the
         per-read timeout still ends) and in size (a runaway body is cut off, not buffered)."""
         url = httpx.URL(self.base_url + path, params=params)
@@ -187,10 +203,16 @@ class LettaClient:
         async with asyncio.timeout(self.total_timeout):
             response = await self._transport.handle_async_request(request)
             encoding = response.headers.get("content-encoding", "")
+            budget = self.budget
+            hold = budget.open()
             try:
-                body = await _read_body(response.stream, encoding, self.max_body_bytes)  # type: ignore[arg-type]
+                body = await _read_body(response.stream, encoding, self.max_body_bytes, budget, hold)  # type: ignore[arg-type]
             finally:
-                await response.aclose()
+                try:
+                    await response.aclose()
+                finally:
+                    # Released only now: from here to the caller's json.loads nothing else runs.
+                    budget.close(hold)
             return response, body
 
     async def _get_json(self, endpoint: str, path: str, params: Any = None) -> Any:
