@@ -19,14 +19,13 @@ import time
 from typing import Any
 
 from bench.common import peak_rss_mb, rss_mb
-from bench.synthetic import Synthetic
+from bench.synthetic import Synthetic, outcome_of
 from exporter.app import build_exporter
 from exporter.config import Settings
-from exporter.letta.models import Run, RunMetrics, Step
-from exporter.outcome import compute_outcome
+from exporter.letta.models import Run
 from exporter.tracker import created_ts
 
-NOTE = "in-process: synthetic runs through RunTracker + compute_outcome + ExporterMetrics.record; skips HTTP"
+NOTE = "in-process: synthetic runs through RunTracker + the figure table + ExporterMetrics.record; skips HTTP"
 
 
 def feed(runs: int, agents: int, rate: int, sample_every: int) -> dict[str, Any]:
@@ -43,7 +42,7 @@ def feed(runs: int, agents: int, rate: int, sample_every: int) -> dict[str, Any]
     fed = 0
     started = time.perf_counter()
     while fed < runs:
-        batch: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        batch: dict[str, tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]] = {}
         for _ in range(min(rate, runs - fed)):
             run_body, metrics_body, steps_body = synthetic.make(fed, created_us)
             created_us += step_us
@@ -52,15 +51,12 @@ def feed(runs: int, agents: int, rate: int, sample_every: int) -> dict[str, Any]
             created = created_ts(run)
             if created is not None:
                 tracker.advance_watermark(created)
-            batch[run.id] = (metrics_body, steps_body)
+            batch[run.id] = (run_body, metrics_body, steps_body)
             fed += 1
             if fed % sample_every == 0:
                 samples.append({"runs": fed, "rss_mb": None, "finalised_ids": None})
         for entry in list(tracker.pending.values()):
-            metrics_body, steps_body = batch.pop(entry.run.id)
-            entry.enrichment.run_metrics = RunMetrics.model_validate(metrics_body)
-            entry.enrichment.steps = [Step.model_validate(step) for step in steps_body]
-            metrics.record(compute_outcome(entry.run, entry.enrichment))
+            metrics.record(outcome_of(*batch.pop(entry.run.id)))
             tracker.finalise(entry.run.id)
         tracker.prune()
         # Samples are taken at the end of the tick that crossed the mark, as a poll would leave it.

@@ -40,11 +40,9 @@ def fill(series: int) -> tuple[Any, int, int, Any, Any]:
     """A registry as build_exporter builds it, filled until it exposes at least ``series`` series;
     also the exporter built (for its own /metrics rendering, where the tree has one) and a function
     recording ``n`` more runs spread over the agents (what a poll adds between renderings)."""
-    from bench.synthetic import Synthetic
+    from bench.synthetic import Synthetic, outcome_of
     from exporter.app import build_exporter
     from exporter.config import Settings
-    from exporter.letta.models import Run, RunMetrics, Step
-    from exporter.outcome import Enrichment, compute_outcome
 
     # About 100 series per agent: 100k series need more agents than the default max_agents (1000).
     max_agents = max(1000, series // 50)
@@ -72,11 +70,7 @@ def fill(series: int) -> tuple[Any, int, int, Any, Any]:
                 run_body, metrics_body, steps_body = synthetic.make(index, created_us + index)
                 index += 1
                 run_body["agent_id"] = agent_id
-                enrichment = Enrichment(
-                    run_metrics=RunMetrics.model_validate(metrics_body),
-                    steps=[Step.model_validate(step) for step in steps_body],
-                )
-                metrics.record(compute_outcome(Run.model_validate(run_body), enrichment))
+                metrics.record(outcome_of(run_body, metrics_body, steps_body))
 
     base = count_series(registry)
     probe = 20

@@ -69,3 +69,24 @@ class Synthetic:
             "completed_at": _iso(created_us + duration_us, ""),
         }
         return run, {**metrics, "id": run_id, "agent_id": agent_id}, steps
+
+
+def outcome_of(
+    run_body: dict[str, Any], metrics_body: dict[str, Any], steps_body: list[dict[str, Any]]
+) -> Any:
+    """The run's outcome, computed as the measured tree computes it: through its figure table, or, in
+    trees from before it, from their ``Enrichment``."""
+    from exporter.letta.models import Run, RunMetrics, Step
+    from exporter.outcome import compute_outcome
+
+    run = Run.model_validate(run_body)
+    metrics = RunMetrics.model_validate(metrics_body)
+    steps = [Step.model_validate(step) for step in steps_body]
+    try:
+        from exporter.figures import Reads, Source, resolve
+    except ImportError:  # a tree from before the figure table
+        from exporter.outcome import Enrichment  # type: ignore[attr-defined]
+
+        return compute_outcome(run, Enrichment(run_metrics=metrics, steps=steps))
+    reads = Reads({Source.METRICS: metrics, Source.STEPS: steps})
+    return compute_outcome(run, resolve(run, reads, lambda source: True, may_settle=False) or {})
