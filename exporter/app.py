@@ -112,7 +112,8 @@ def build_exporter(settings: Settings) -> Exporter:
         tracker,
         metrics,
         DiscoveryOptions(page_size=settings.page_size, concurrency=settings.concurrency,
-                         backfill=settings.backfill, short_reach=short_reach, deep_every=deep_every),
+                         backfill=settings.backfill, short_reach=short_reach, deep_every=deep_every,
+                         poll_interval=settings.poll_interval),
         admit=enricher.submit,
         availability=availability,
     )  # fmt: skip

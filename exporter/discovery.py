@@ -6,20 +6,22 @@ reads the runs in flight (exporter/active.py) for the live gauges and for runs t
 Finished runs are admitted to the tracker oldest first, and when its pending set is full the rest
 stay in Letta: the watermark stops short of them, and a later poll reads them again.
 
-How deep a discovery reads (docs/architecture.md, "Run lifecycle"): every ``deep_every`` seconds the
-whole overlap window and then some (the tracker's horizon); in between only ``short_reach`` below the
-watermark, or deeper where a run that left the active list, or a pending run still waiting for a
-figure its listing will bring, was created: re-reading a minute of runs every second would cost a
-high-volume server tens of pages a poll for the rare run made visible seconds late.
+How deep a discovery reads (docs/architecture.md, "Run lifecycle"): each poll only ``short_reach``
+below the watermark, or deeper where a run that just left the active list, or a pending run still
+waiting for a figure its listing brings, was created; and every ``deep_every`` seconds a *deep pass*
+walks down to the tracker's horizon, a few pages a poll, so it never holds a poll up: re-reading a
+minute of runs every second would cost a busy server tens of pages a poll for the rare run made
+visible seconds late.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from exporter.active import ActiveRuns
@@ -43,20 +45,22 @@ class DiscoveryOptions:
     max_in_flight_age: float = 86400.0
     # Seconds below the watermark read between deep reads; 0 reads down to the horizon every poll.
     short_reach: float = 0.0
-    deep_every: float = 0.0  # seconds between reads down to the tracker's horizon
+    deep_every: float = 0.0  # seconds between deep passes down to the tracker's horizon
+    poll_interval: float = 10.0
 
 
 def reaches(overlap: float, poll_interval: float) -> tuple[float, float, float]:
-    """(short reach, seconds between deep reads, the deep read's reach) for an overlap window and
-    a poll interval. A run made visible up to ``overlap`` late is found by the first deep read after
-    it appears, which reaches ``deep_every`` further to make up for the wait; a short read finds the
-    usual stragglers (seconds late) at once. Where a short read would reach the overlap anyway, every
-    read is deep."""
-    short = max(5.0, 3 * poll_interval)
+    """(short reach, seconds between deep passes, the deep pass's reach) for an overlap window and a
+    poll interval. A run made visible up to ``overlap`` late is found by the first deep pass to reach
+    its place after it appears: passes start ``deep_every`` apart and take about half that (their
+    pages are spread over the polls), so a pass reaches ``1.5 * deep_every`` beyond the overlap
+    window. A short read finds the usual stragglers (seconds late) at once. Where a short read would
+    reach the overlap window anyway, every read is deep."""
+    short = max(3.0, 2 * poll_interval)
     if short >= overlap:
         return 0.0, 0.0, overlap
     deep_every = max(overlap / 2, poll_interval)
-    return short, deep_every, overlap + deep_every
+    return short, deep_every, overlap + 1.5 * deep_every
 
 
 class Discovery:
@@ -82,7 +86,12 @@ class Discovery:
         self._semaphore = asyncio.Semaphore(options.concurrency)
         self._missing_last_tick: set[str] = set()
         self._left_active: dict[str, float] = {}  # run ID -> created_at, as of the last track
-        self._last_deep: float | None = None  # time.monotonic() of the last deep read that ended
+        # The deep pass under way (its pages, read a few a poll), when it began, how many pages a poll
+        # it reads, and when the last one began (time.monotonic()).
+        self._deep: AsyncIterator[list[Run]] | None = None
+        self._deep_pages = 0
+        self._pages_per_poll = 4
+        self._last_deep: float | None = None
         # Finished runs listed without a created_at, counted lost once each (bounded memory).
         self._unplaceable: OrderedDict[str, None] = OrderedDict()
         # Finished runs the last discovery listed but left in Letta (backpressure): not "gone".
@@ -104,64 +113,104 @@ class Discovery:
         self.skipped = self.behind
         if self.skipped:
             return
-        tracker = self.tracker
         first = not self.baselined
-        deep, horizon, relist_to = self._depth()
         # "Start at now" means at process start, not at the first poll that succeeds: runs created
         # after start-up count even when Letta was unreachable at first.
         count_from = self.started_at - self.options.backfill
-        listed: list[tuple[float, Run]] = []  # newest first, down to the horizon
+        listed: dict[str, tuple[float, Run]] = {}
         self.seen, self.agents = 0, set()
-        started = time.monotonic()
-        # Runs already recorded are recognised by ID and not validated; pending ones are, since a
-        # listing of one can bring what it lacked (its duration, written a moment after it ended).
-        finalised = tracker.finalised.__contains__
         try:
-            async for page in self.client.iter_runs(page_size=self.options.page_size, known=finalised):
-                if first and horizon is None and page:
-                    # No state yet: the newest run anchors the horizon on Letta's own clock.
-                    anchor = created_ts(page[0])
-                    if anchor is not None:
-                        horizon = min(anchor - tracker.overlap, count_from)
-                if self._take(page, horizon, listed, relist_to):
-                    break
+            if first or not self.options.short_reach or self.tracker.watermark is None:
+                await self._read_whole(listed, first=first, count_from=count_from)
+            else:
+                await self._read_short(listed)
+                await self._read_deep(listed)
         except BaseException:
             # What was read still counts; the watermark stays, so the rest is read again next poll.
             self._admit_oldest_first(listed, first=first, count_from=count_from, advance=False)
             raise
         self._admit_oldest_first(listed, first=first, count_from=count_from, advance=True)
         self.baselined = True
-        if deep:
-            self._last_deep = started
 
-    def _depth(self) -> tuple[bool, float | None, float | None]:
-        """Whether this discovery is a deep one, the horizon down to which it takes runs in, and how
-        far below that it reads only to list pending runs again (None: not below)."""
-        tracker, options = self.tracker, self.options
+    def _runs(self) -> AsyncIterator[list[Run]]:
+        # Runs already recorded are recognised by ID and not validated; pending ones are, since a
+        # listing of one can bring what it lacked (its duration, written a moment after it ended).
+        walk = self.client.iter_runs(
+            page_size=self.options.page_size, known=self.tracker.finalised.__contains__
+        )
+        return aiter(walk)
+
+    async def _read_whole(
+        self, listed: dict[str, tuple[float, Run]], *, first: bool, count_from: float
+    ) -> None:
+        """Down to the horizon in one walk: the first discovery (no state yet: the newest run anchors
+        the horizon on Letta's own clock), and every one where a short read would reach it anyway."""
+        tracker = self.tracker
         horizon = tracker.horizon
-        if tracker.watermark is None or horizon is None:
-            return True, horizon, None
-        due = self._last_deep is None or time.monotonic() - self._last_deep >= options.deep_every
-        if not due and options.short_reach:
-            wanted = [tracker.watermark - options.short_reach, *self._left_active.values()]
-            horizon = max(horizon, min(wanted))
-        # A pending run still waiting for a figure its listing brings is listed again, however old:
-        # on a server without /metrics that listing is the only place its duration is written. Below
-        # the horizon nothing is taken in: the finalised set no longer covers those runs.
+        async for page in self._runs():
+            if first and horizon is None and page and (anchor := created_ts(page[0])) is not None:
+                horizon = min(anchor - tracker.overlap, count_from)
+            if self._take(page, listed, stop=self._relist_to(horizon), admit_from=horizon):
+                break
+
+    async def _read_short(self, listed: dict[str, tuple[float, Run]]) -> None:
+        """A few seconds below the watermark, or as deep as a run that just left the active list."""
+        tracker = self.tracker
+        assert tracker.watermark is not None  # else the whole depth is read
+        wanted = [tracker.watermark - self.options.short_reach, *self._left_active.values()]
+        horizon = tracker.horizon
+        depth = max(horizon, min(wanted)) if horizon is not None else None
+        async for page in self._runs():
+            if self._take(page, listed, stop=self._relist_to(depth), admit_from=horizon):
+                break
+
+    async def _read_deep(self, listed: dict[str, tuple[float, Run]]) -> None:
+        """A few more pages of the deep pass under way, or of a new one when one is due."""
+        now = time.monotonic()
+        if self._deep is None:
+            if self._last_deep is not None and now - self._last_deep < self.options.deep_every:
+                return
+            self._deep, self._deep_pages, self._last_deep = self._runs(), 0, now
+        horizon = self.tracker.horizon
+        try:
+            for _ in range(self._pages_per_poll):
+                page = await anext(self._deep)
+                self._deep_pages += 1
+                if self._take(page, listed, stop=horizon, admit_from=horizon):
+                    raise StopAsyncIteration
+        except StopAsyncIteration:
+            # Spread the next pass over half the time between passes, by this one's length.
+            polls = max(1.0, self.options.deep_every / 2 / max(self.options.poll_interval, 0.001))
+            self._pages_per_poll = max(2, math.ceil(self._deep_pages / polls))
+            self._deep = None
+        except BaseException:
+            self._deep = None  # a failed page ends the pass; the next one starts from the top
+            raise
+
+    def _relist_to(self, depth: float | None) -> float | None:
+        """How deep a read goes: ``depth``, or deeper where a pending run still waits for a figure
+        its listing brings (on a server without /metrics that listing is the only place its duration
+        is written), however old; below the horizon such a read takes nothing else in."""
         awaiting = [
             created
-            for entry in tracker.pending.values()
+            for entry in self.tracker.pending.values()
             if awaits_listing(entry.run) and (created := created_ts(entry.run)) is not None
         ]
-        relist_to = min(awaiting) if awaiting and min(awaiting) < horizon else None
-        return due or not options.short_reach, horizon, relist_to
+        if depth is None or not awaiting:
+            return depth
+        return min(depth, min(awaiting))
 
     def _take(
-        self, page: list[Run], horizon: float | None, listed: list[tuple[float, Run]], relist_to: float | None
+        self,
+        page: list[Run],
+        listed: dict[str, tuple[float, Run]],
+        *,
+        stop: float | None,
+        admit_from: float | None,
     ) -> bool:
-        """Add the page's runs above the horizon to ``listed`` (and list pending runs below it again,
-        down to ``relist_to``); whether the walk is done."""
-        reached_horizon = False
+        """Add the page's runs created since ``admit_from`` to ``listed`` (pending runs below it are
+        only listed again), down to ``stop``; whether the walk is done."""
+        reached = False
         self.seen += len(page)
         for run in page:
             if agent := listed_agent(run):
@@ -172,15 +221,13 @@ class Discovery:
                 self.metrics.observe_malformed("list_runs")
                 if run.is_terminal:
                     self._unplaceable_run(run.id)
-            elif horizon is not None and created < horizon:
-                if relist_to is not None and created >= relist_to:
-                    if run.is_terminal:
-                        self.tracker.relisted(run)
-                else:
-                    reached_horizon = True
-            else:
-                listed.append((created, run))
-        return reached_horizon
+            elif stop is not None and created < stop:
+                reached = True
+            elif admit_from is None or created >= admit_from:
+                listed[run.id] = (created, run)
+            elif run.is_terminal:
+                self.tracker.relisted(run)
+        return reached
 
     def _unplaceable_run(self, run_id: str) -> None:
         if run_id in self._unplaceable or self.tracker.is_known(run_id):
@@ -191,9 +238,10 @@ class Discovery:
         self.metrics.lose("malformed", f"run {run_id} is listed finished without a created_at")
 
     def _admit_oldest_first(
-        self, listed: list[tuple[float, Run]], *, first: bool, count_from: float, advance: bool
+        self, read: dict[str, tuple[float, Run]], *, first: bool, count_from: float, advance: bool
     ) -> None:
         tracker = self.tracker
+        listed = sorted(read.values(), key=lambda item: (item[0], item[1].id), reverse=True)
         handled: float | None = None
         tracker.deferred_since = None
         self._waiting = set()
