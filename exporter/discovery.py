@@ -56,7 +56,7 @@ def reaches(overlap: float, poll_interval: float) -> tuple[float, float, float]:
     pages are spread over the polls), so a pass reaches ``1.5 * deep_every`` beyond the overlap
     window. A short read finds the usual stragglers (seconds late) at once. Where a short read would
     reach the overlap window anyway, every read is deep."""
-    short = max(3.0, 2 * poll_interval)
+    short = max(2.0, 2 * poll_interval)
     if short >= overlap:
         return 0.0, 0.0, overlap
     deep_every = max(overlap / 2, poll_interval)

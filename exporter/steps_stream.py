@@ -28,7 +28,9 @@ failed to cover a few times, is read per run too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 ENDPOINT = "list_steps"
 WITHOUT = "each run's steps read per run (one more call a run)"
 STEPS_SOURCES = ("auto", "stream", "per_run")
+MAX_SLICES = 4  # window slices read side by side
+_EPSILON = timedelta(milliseconds=1)
 # Answers that no retry cures: the server cannot serve this list as asked (401/403/429 excepted).
 _NOT_SERVED = frozenset({400, 404, 405, 422, 501})
 
@@ -172,19 +176,38 @@ class StepsStream:
         return fits, per_run
 
     async def _read_window(self, start: datetime, end: datetime, runs: set[str]) -> list[Step] | None:
+        """Every step created within the window, or None when it holds more than ``max_pages`` pages.
+        A window expected to span several pages is read as slices side by side: the server makes one
+        page while the exporter reads the last (slices overlap by a millisecond, since the server's
+        bounds are strict; a step read twice is one row)."""
         options = self.options
+        expected = (self.step_rate or 0.0) * (end - start).total_seconds() / options.page_size
+        count = max(1, min(MAX_SLICES, math.ceil(expected / 2)))
+        cuts = [start + (end - start) * i / count for i in range(1, count)]
+        starts = [start, *(cut - _EPSILON for cut in cuts)]
+        slices = list(zip(starts, [*(cut + _EPSILON for cut in cuts), end], strict=True))
+        budget = max(1, options.max_pages // count)
+        read = await asyncio.gather(*(self._read_slice(a, b, runs, budget) for a, b in slices))
+        rows = {step.id: step for part in read if part is not None for step in part}
+        if any(part is None for part in read):
+            self._learn_rate(len(rows) * 2, start, end)  # at least this dense: narrow the next one
+            return None
+        self._learn_rate(len(rows), start, end)
+        return [step for step in rows.values() if step.run_id is None or step.run_id in runs]
+
+    async def _read_slice(
+        self, start: datetime, end: datetime, runs: set[str], budget: int
+    ) -> list[Step] | None:
         rows: list[Step] = []
         pages = 0
-        walk = self.client.iter_steps(start=start, end=end, page_size=options.page_size,
+        walk = self.client.iter_steps(start=start, end=end, page_size=self.options.page_size,
                                       wanted=runs.__contains__)  # fmt: skip
         async for page in walk:
             rows.extend(page)
             pages += 1
-            if pages >= options.max_pages and len(page) >= options.page_size:
-                self._learn_rate(len(rows) * 2, start, end)  # at least this dense: narrow the next one
+            if pages >= budget and len(page) >= self.options.page_size:
                 return None
-        self._learn_rate(len(rows), start, end)
-        return [step for step in rows if step.run_id is None or step.run_id in runs]
+        return rows
 
     def _learn_rate(self, rows: int, start: datetime, end: datetime) -> None:
         seconds = max((end - start).total_seconds(), 1.0)

@@ -3,6 +3,8 @@ and defaults docs/architecture.md states."""
 
 from __future__ import annotations
 
+from exporter.config import Settings
+from exporter.discovery import reaches
 from exporter.enrichment import EnrichOptions
 from exporter.figures import FIGURES
 from tests.support import ROOT
@@ -36,3 +38,16 @@ def test_the_settle_looks_the_docs_quote_are_the_codes() -> None:
     said = f"{NUMBERS[options.max_settle_checks]} looks, {options.settle_delay:g} s apart and doubling"
     for doc in ("servers.md", "architecture.md"):
         assert said in " ".join((ROOT / "docs" / doc).read_text().split()), doc
+
+
+def test_the_discovery_reaches_the_docs_quote_are_the_codes() -> None:
+    defaults = Settings()
+    short, deep_every, reach = reaches(defaults.discovery_overlap, 1.0)
+    assert short == 2.0  # at a 1 s poll, the larger of 2 s and two poll intervals
+    said = " ".join((ROOT / "docs" / "architecture.md").read_text().split())
+    assert (
+        f"`LETTA_EXPORTER_DISCOVERY_OVERLAP`, {defaults.discovery_overlap:g} s: every {deep_every:g} s"
+        in said
+    )
+    assert f"one and a half times that half ({reach:g} s)" in said
+    assert reaches(defaults.discovery_overlap, 1.5)[0] == 3.0  # two poll intervals

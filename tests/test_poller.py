@@ -83,13 +83,13 @@ def test_runs_visible_late_with_older_created_at_are_not_missed(sim_factory) -> 
 def test_runs_visible_later_than_a_short_read_reaches_are_found_by_the_deep_pass(sim_factory) -> None:
     """Polls read a few seconds below the watermark; runs made visible later than that are found by
     the deep pass, which walks the overlap window a few pages a poll. Exact, and the deep pass is
-    what found them: the polls' short reads alone reach 3 s, the runs come up to 6 s late."""
+    what found them: the polls' short reads alone reach 2 s, the runs come up to 6 s late."""
     sim = sim_factory(late_visibility_fraction=0.3, late_visibility_max=6.0)
 
     async def scenario():
         exporter = make_exporter(sim, discovery_overlap=8, page_size=20, poll_interval=0.3)
         options = exporter.poller.discovery.options
-        assert (options.short_reach, options.deep_every) == (3.0, 4.0)
+        assert (options.short_reach, options.deep_every) == (2.0, 4.0)
         await exporter.poller.tick()
         sim.set_rate(40)
         await ticks(exporter, 24, pause=0.2)  # ~10 s: late runs turn up while newer ones keep coming
