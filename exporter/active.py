@@ -15,14 +15,14 @@ import logging
 from datetime import datetime
 
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import Endpoint, LettaClient
 from exporter.letta.errors import LettaNotFound
 from exporter.letta.models import Run
 
 log = logging.getLogger(__name__)
 
 FILTER = "list_runs_active"  # GET /v1/runs/?active=true
-ROUTE = "list_active_runs"  # GET /v1/runs/active
+ROUTE = Endpoint.LIST_ACTIVE_RUNS  # GET /v1/runs/active
 ROUTE_PAGE = 50  # Letta 0.11's /v1/runs/active stops there (its job list's default limit)
 WITHOUT = {
     FILTER: "runs in flight read from /v1/runs/active, else from the run list",

@@ -22,13 +22,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from exporter import defaults
 from exporter.active import ActiveRuns
+from exporter.families import Lost
 from exporter.figures import awaits_listing, listed_agent
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import Endpoint, LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
 from exporter.letta.models import Run
-from exporter.metrics import ExporterMetrics
+from exporter.prometheus import ExporterMetrics
 from exporter.tracker import RunTracker, Seen, created_ts
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DiscoveryOptions:
-    page_size: int = 100
-    concurrency: int = 4
-    backfill: float = 0.0
+    page_size: int = defaults.PAGE_SIZE
+    concurrency: int = defaults.CONCURRENCY
+    backfill: float = defaults.BACKFILL
     max_active_pages: int = 50
     max_in_flight_age: float = 86400.0
     # Seconds below the watermark read between deep reads; 0 reads down to the horizon every poll.
@@ -169,7 +171,7 @@ class Discovery:
             created = created_ts(run)
             if created is None:
                 # Without created_at a run cannot be placed against the horizon: count, skip.
-                self.metrics.observe_malformed("list_runs")
+                self.metrics.observe_malformed(Endpoint.LIST_RUNS)
                 if run.is_terminal:
                     self._unplaceable_run(run.id)
             elif horizon is not None and created < horizon:
@@ -188,7 +190,7 @@ class Discovery:
         self._unplaceable[run_id] = None
         if len(self._unplaceable) > 10_000:
             self._unplaceable.popitem(last=False)
-        self.metrics.lose("malformed", f"run {run_id} is listed finished without a created_at")
+        self.metrics.lose(Lost.MALFORMED, f"run {run_id} is listed finished without a created_at")
 
     def _admit_oldest_first(
         self, listed: list[tuple[float, Run]], *, first: bool, count_from: float, advance: bool
@@ -250,7 +252,7 @@ class Discovery:
                 run = await self.client.retrieve_run(run_id)
             except LettaNotFound:
                 self.tracker.forget(run_id)
-                self.metrics.lose("deleted", f"run {run_id} vanished from Letta before it finished")
+                self.metrics.lose(Lost.DELETED, f"run {run_id} vanished from Letta before it finished")
                 return
             except LettaError as exc:
                 log.debug("retrieve %s failed, retrying next tick: %s", run_id, exc)
@@ -264,5 +266,5 @@ class Discovery:
             created = created_ts(run)
             if created is not None and time.time() - created > self.options.max_in_flight_age:
                 self.tracker.forget(run_id)
-                self.metrics.lose("stale", f"run {run_id} still {run.status!r} after "
+                self.metrics.lose(Lost.STALE, f"run {run_id} still {run.status!r} after "
                                   f"{time.time() - created:.0f}s; no longer tracked")  # fmt: skip

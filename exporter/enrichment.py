@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from exporter import defaults
+from exporter.families import Lost, Phase
 from exporter.figures import NOTHING, Source, next_source, resolve, unsettled
 from exporter.figures import without as lost_without
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import Endpoint, LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented
-from exporter.metrics import ExporterMetrics
 from exporter.outcome import compute_outcome
+from exporter.prometheus import ExporterMetrics
 from exporter.steps_stream import StepsStream
 from exporter.traces.rows import trace_settled, ttft_ns_from_rows
 from exporter.tracker import PendingRun, RunTracker
@@ -44,10 +46,10 @@ log = logging.getLogger(__name__)
 # The API operation behind each per-run source (its name in letta_exporter_api_requests_total and
 # letta_exporter_endpoint_available).
 ENDPOINTS: dict[Source, str] = {
-    Source.STEPS: "list_steps_for_run",
-    Source.METRICS: "retrieve_metrics_for_run",
-    Source.USAGE: "retrieve_usage_for_run",
-    Source.TRACE: "retrieve_trace_for_run",
+    Source.STEPS: Endpoint.LIST_STEPS_FOR_RUN,
+    Source.METRICS: Endpoint.RETRIEVE_METRICS_FOR_RUN,
+    Source.USAGE: Endpoint.RETRIEVE_USAGE_FOR_RUN,
+    Source.TRACE: Endpoint.RETRIEVE_TRACE_FOR_RUN,
 }
 # Runs in a row that exist yet get a 404 naming the thing asked for, before the endpoint counts as
 # missing on a server whose unknown-route 404 does not read as FastAPI's.
@@ -56,14 +58,14 @@ MISSING_AFTER_RUNS = 3
 
 @dataclass(frozen=True)
 class EnrichOptions:
-    workers: int = 4
-    usage: bool = True
-    run_metrics: bool = True  # read /v1/runs/{id}/metrics
-    steps: bool = True
-    trace: bool = True
+    workers: int = defaults.CONCURRENCY
+    usage: bool = defaults.ENRICH_USAGE
+    run_metrics: bool = defaults.ENRICH_METRICS  # read /v1/runs/{id}/metrics
+    steps: bool = defaults.ENRICH_STEPS
+    trace: bool = defaults.ENRICH_TRACE
     max_failures: int = 5
     max_settle_checks: int = 4  # with settle_delay doubling: looks over about 15 settle delays
-    retry_delay: float = 10.0  # after a failed read: about a poll interval
+    retry_delay: float = defaults.POLL_INTERVAL  # after a failed read: about a poll interval
     settle_delay: float = 0.25  # after Letta listed a run before writing its figures; doubles each look
     max_listing_wait: float = 30.0  # seconds a look waits for the run to be listed again, at most
 
@@ -180,7 +182,7 @@ class Enricher:
             try:
                 await self._handle(run_id)
             except Exception:
-                self.metrics.poll_errors.labels("enrich").inc()
+                self.metrics.poll_errors.labels(Phase.ENRICH).inc()
                 log.exception("enriching run %s failed unexpectedly; trying again later", run_id)
                 if run_id in self.tracker.pending:
                     self._later(run_id, self.options.retry_delay)
@@ -196,7 +198,7 @@ class Enricher:
             self._record(entry, figures)
         elif verdict is Verdict.GONE:
             self.tracker.forget(run_id)
-            self.metrics.lose("deleted", f"run {run_id} was deleted in Letta before its figures were read")
+            self.metrics.lose(Lost.DELETED, f"run {run_id} was deleted in Letta before its figures were read")
         elif verdict is Verdict.WAIT:
             self.waiting.add(run_id)
         elif verdict is Verdict.RETRY:

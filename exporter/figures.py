@@ -149,13 +149,16 @@ def summed_tokens(steps: Iterable[Step]) -> dict[str, int]:
     return {token_type: total[token_type] for token_type in TOKEN_TYPES}
 
 
+Callback = StrEnum("Callback", "SUCCESS FAILURE")  # letta_run_callbacks_total{outcome}: "success", "failure"
+
+
 def callback_outcome(run: Run) -> str | None:
     if not run.callback_url:
         return None
     if run.callback_error:
-        return "failure"
+        return Callback.FAILURE
     if run.callback_status_code is not None:
-        return "success" if 200 <= run.callback_status_code < 300 else "failure"
+        return Callback.SUCCESS if 200 <= run.callback_status_code < 300 else Callback.FAILURE
     return None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.letta.models import Run
-from exporter.metrics import ExporterMetrics
+from exporter.prometheus import ExporterMetrics
 from exporter.totals import TotalsError
 from exporter.tracker import PendingRun, RunTracker, created_ts
 

@@ -33,26 +33,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from exporter import defaults
 from exporter.figures import Source
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import MAX_PAGE, Endpoint, LettaClient
 from exporter.letta.errors import LettaError, LettaHTTPError, PagingError
 from exporter.letta.models import Step
 from exporter.tracker import PendingRun, RunTracker
 
 log = logging.getLogger(__name__)
 
-ENDPOINT = "list_steps"
+ENDPOINT = Endpoint.LIST_STEPS
 WITHOUT = "each run's steps read per run (one more call a run)"
-STEPS_SOURCES = ("auto", "stream", "per_run")
 # Answers that no retry cures: the server cannot serve this list as asked (401/403/429 excepted).
 _NOT_SERVED = frozenset({400, 404, 405, 422, 501})
 
 
 @dataclass(frozen=True)
 class StreamOptions:
-    source: str = "auto"  # auto: the stream where it is served and checks out; stream: no checks
-    page_size: int = 1000  # Letta's largest page
+    source: str = (
+        defaults.STEPS_SOURCE
+    )  # auto: the stream where it is served and checks out; stream: no checks
+    page_size: int = MAX_PAGE
     max_pages: int = 20  # a poll's window reads no more; runs it would not fit are read per run
     margin: float = 1.0  # seconds each side of the window, for the servers' timestamp rounding
     max_looks: int = 3  # windows that may fail to cover a run before it is read per run

@@ -532,7 +532,7 @@ def test_metric_names_are_ones_the_exporter_declares() -> None:
     from prometheus_client import CollectorRegistry
     from prometheus_client.parser import text_string_to_metric_families
 
-    from exporter.metrics import ExporterMetrics
+    from exporter.prometheus import ExporterMetrics
     from tests.support import served_text
 
     served = served_text(ExporterMetrics(CollectorRegistry()))

@@ -5,14 +5,10 @@ from __future__ import annotations
 import re
 
 import yaml
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Settings, env_name, flag_name
-from exporter.letta.models import Run
-from exporter.metrics import ExporterMetrics
-from exporter.totals import FAMILIES
+from exporter.families import FAMILIES
 from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -32,25 +28,13 @@ def readme_metric_rows() -> dict[str, tuple[str, frozenset[str]]]:
 
 
 def exposed_metrics() -> dict[str, tuple[str, frozenset[str]]]:
-    """Every family the exporter serves (its own, not process_/python_), with type and labels."""
-    metrics = ExporterMetrics(CollectorRegistry())
-    # Something for every family without series from the start, so its labels show.
-    metrics.observe_request("list_runs", "200", 0.1)
-    metrics.observe_malformed("list_runs")
-    metrics.observe_cursor("list_runs", "desc", "after", "spec")
-    metrics.set_active([Run(id="run-1", status="running", agent_id="agent-1")])
-    metrics.set_agent_names({"agent-1": "bot"})
-    metrics.set_tool_names({"tool-1": "web_search"})
-    metrics.endpoint_changed("list_steps", True)
-    exposed: dict[str, tuple[str, frozenset[str]]] = {}
-    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
-        name = f"{family.name}_total" if family.type == "counter" else family.name
-        labels = {key for sample in family.samples for key in sample.labels} - {"le"}
-        exposed[name] = (family.type, frozenset(labels))
-    for family in FAMILIES:  # the run outcomes' declared list, which exposition and the state file use
-        name = f"{family.name}_total" if family.kind == "counter" else family.name
-        exposed[name] = (family.kind, frozenset(family.labels))
-    return {name: row for name, row in exposed.items() if name.startswith("letta_")}
+    """Every family the exporter serves (its own, not process_/python_), with type and labels, as
+    declared."""
+    kinds = {"info": "gauge"}
+    return {
+        family.exposed: (kinds.get(family.kind, family.kind), frozenset(family.label_names() + family.info))
+        for family in FAMILIES
+    }
 
 
 def test_metric_table_matches_exposed_metrics() -> None:
