@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 # letta_exporter_endpoint_available).
 ENDPOINTS: dict[Source, str] = {
     Source.STEPS: Endpoint.LIST_STEPS_FOR_RUN,
-    Source.METRICS: Endpoint.RETRIEVE_METRICS_FOR_RUN,
+    Source.RUN_METRICS: Endpoint.RETRIEVE_METRICS_FOR_RUN,
     Source.USAGE: Endpoint.RETRIEVE_USAGE_FOR_RUN,
     Source.TRACE: Endpoint.RETRIEVE_TRACE_FOR_RUN,
 }
@@ -113,7 +113,7 @@ class Enricher:
         self._usable = {
             Source.RUN: True,
             Source.STEPS: options.steps,
-            Source.METRICS: options.run_metrics,
+            Source.RUN_METRICS: options.run_metrics,
             Source.USAGE: options.usage,
             Source.TRACE: options.trace,
         }
@@ -265,7 +265,7 @@ class Enricher:
             raise _Wait  # the stream reads them for many runs at once
         calls: dict[Source, Callable[[], Awaitable[Any]]] = {
             Source.STEPS: lambda: client.run_steps(run_id),
-            Source.METRICS: lambda: client.run_metrics(run_id),
+            Source.RUN_METRICS: lambda: client.run_metrics(run_id),
             Source.USAGE: lambda: client.run_usage(run_id),
             Source.TRACE: lambda: self._read_trace(entry),
         }

@@ -45,7 +45,7 @@ OVERLAPPING_TOKEN_TYPES = frozenset(
 class Source(StrEnum):
     RUN = "run"  # the run as listed: costs nothing more
     STEPS = "steps"  # its steps: from the steps stream, else /v1/runs/{id}/steps
-    METRICS = "metrics"  # /v1/runs/{id}/metrics
+    RUN_METRICS = "metrics"  # Letta's run metrics, /v1/runs/{id}/metrics
     USAGE = "usage"  # /v1/runs/{id}/usage
     TRACE = "trace"  # /v1/runs/{id}/trace: TTFT from its time_to_first_token span
 
@@ -169,7 +169,7 @@ def _steps_name_a_trace(reads: Reads) -> bool:
     return steps is None or any(step.trace_id for step in steps)
 
 
-RUN, STEPS, METRICS, USAGE, TRACE = Source  # the table below reads better without the prefix
+RUN, STEPS, RUN_METRICS, USAGE, TRACE = Source  # the table below reads better without the prefix
 
 FIGURES: tuple[Figure, ...] = (
     Figure("agent_id", (
@@ -183,21 +183,21 @@ FIGURES: tuple[Figure, ...] = (
     )),
     Figure("duration_ns", (
         Take(RUN, "the run's total_duration_ns", lambda run, _: run.total_duration_ns, late=True),
-        Take(METRICS, "/metrics run_ns", lambda _, metrics: metrics.run_ns, late=True),
+        Take(RUN_METRICS, "/metrics run_ns", lambda _, metrics: metrics.run_ns, late=True),
         Take(RUN, "the run's completed_at - created_at", lambda run, _: wall_clock_ns(run)),
     )),
     # The steps are read for the tokens anyway, so their count costs nothing; /metrics' num_steps
     # says the same where there are no steps to count.
     Figure("num_steps", (
         Take(STEPS, "the number of steps", lambda _, steps: len(steps)),
-        Take(METRICS, "/metrics num_steps", lambda _, metrics: metrics.num_steps),
+        Take(RUN_METRICS, "/metrics num_steps", lambda _, metrics: metrics.num_steps),
     )),
     Figure("steps", (Take(STEPS, "the steps (per model: tokens, outcomes)", lambda _, steps: steps),)),
     Figure("tokens", (
         Take(STEPS, "the steps' sum", lambda _, steps: summed_tokens(steps)),
         Take(USAGE, "/usage", lambda _, usage: usage_tokens(usage)),
     )),
-    Figure("tools", (Take(METRICS, "/metrics tools_used", lambda _, metrics: metrics.tools_used),)),
+    Figure("tools", (Take(RUN_METRICS, "/metrics tools_used", lambda _, metrics: metrics.tools_used),)),
     Figure("ttft_ns", (
         Take(RUN, "the run's ttft_ns", lambda run, _: run.ttft_ns),
         Take(TRACE, "/trace's time_to_first_token span", lambda _, ttft: ttft,
