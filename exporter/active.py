@@ -1,12 +1,8 @@
-"""The runs in flight, read from wherever this Letta server lists them (docs/servers.md).
-
-The spec, Letta 0.16.8 and Letta Cloud filter the run list with ``active=true``. Letta 0.11 ignores
-parameters it does not know, so that read returns finished runs too (every run, page after page),
-but it serves ``/v1/runs/active``; Letta Cloud's reference has no ``/v1/runs/active``. So the filter
-is tried first and trusted only while it returns no finished run; then ``/v1/runs/active``; and a
-server with neither has its run list read down to the horizon and filtered here. What failed is
-remembered as a missing endpoint (``list_runs_active`` for the filter) and probed again now and then.
-A finished run in an answer is never taken for one in flight, whichever way the list was read.
+"""The runs in flight, read from wherever this Letta server lists them (docs/servers.md): the run
+list's ``active=true`` filter, trusted only while it returns no finished run (Letta 0.11 ignores it);
+then ``/v1/runs/active``; then the run list itself, down to the horizon, filtered here. What failed
+is remembered as a missing endpoint (``list_runs_active`` for the filter) and probed again now and
+then. A finished run in an answer is never taken for one in flight, whichever way it was read.
 """
 
 from __future__ import annotations

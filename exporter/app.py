@@ -80,13 +80,10 @@ def build_exporter(settings: Settings) -> Exporter:
         settings.trace_probe_interval, costs=_costs, on_change=metrics.endpoint_changed
     )
     traces = build_pipeline(
-        metrics.spans_exported,
-        traces=settings.traces,
-        denylist=settings.trace_attribute_denylist,
-        synthesis=settings.trace_synthesis,
-        reparent_orphans=settings.trace_reparent_orphans,
+        metrics.spans_exported, traces=settings.traces, denylist=settings.trace_attribute_denylist,
+        synthesis=settings.trace_synthesis, reparent_orphans=settings.trace_reparent_orphans,
         on_malformed=lambda count: metrics.api_malformed.labels(Endpoint.RETRIEVE_TRACE_FOR_RUN).inc(count),
-    )
+    )  # fmt: skip
     pricing = Pricing.build(settings.prices)
     log.info("cost: prices from %s", pricing.describe())
     enricher = Enricher(
@@ -132,7 +129,7 @@ def build_exporter(settings: Settings) -> Exporter:
         names[Phase.TOOL_NAMES] = NameLookup(
             "tool", metrics.tools_used, client.retrieve_tool, metrics.set_tool_names, calls=calls
         )
-    breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
+    breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0))
     activity = ActivityLog(metrics, tracker, client)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
                     catch_up=settings.poll_interval / 2, stream=stream)  # fmt: skip

@@ -3,9 +3,7 @@
 Letta's own names (``LETTA_BASE_URL``, ``LETTA_API_KEY``) are read as they are; everything else is
 ``LETTA_EXPORTER_*``. A bad value is reported as one line naming the setting; the key is a
 ``SecretStr`` so neither ``repr`` nor a validation error can print it. Every default is a name in
-exporter/defaults.py; this module owns settings only and imports nothing above them
-(tests/test_layout.py): what else start-up checks (the OTLP environment, the web config) is the
-command line's (exporter/cli.py).
+exporter/defaults.py; the other start-up checks are the command line's (cli.check_start_up).
 """
 
 from __future__ import annotations

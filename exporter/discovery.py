@@ -1,16 +1,10 @@
 """Discovery: which runs exist and which have finished, read from Letta's run lists each poll.
 
-Two reads a poll. ``discover`` pages the run list newest first down to a depth below the newest run
-handled, so runs that became visible late, with an older ``created_at``, are still found; ``track``
-reads the runs in flight (exporter/active.py) for the live gauges and for runs that left them unseen.
-Finished runs are admitted to the tracker oldest first, and when its pending set is full the rest
-stay in Letta: the watermark stops short of them, and a later poll reads them again.
-
-How deep a discovery reads (docs/architecture.md, "Run lifecycle"): every ``deep_every`` seconds the
-whole overlap window and then some (the tracker's horizon); in between only ``short_reach`` below the
-watermark, or deeper where a run that left the active list, or a pending run still waiting for a
-figure its listing will bring, was created: re-reading a minute of runs every second would cost a
-high-volume server tens of pages a poll for the rare run made visible seconds late.
+``discover`` pages the run list newest first down to a depth below the newest run handled, so runs
+made visible late are still found, and admits finished runs to the tracker oldest first, the rest
+staying in Letta while its pending set is full; ``track`` reads the runs in flight (active.py). How
+deep each read goes, and why not always the whole overlap window: docs/architecture.md ("Run
+lifecycle", steps 1 and 2).
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """Enrichment: each finished run's figures read and the run recorded, by a pool of workers that
-drain a queue continuously, not once per poll (docs/architecture.md, "Pipeline").
-
-Discovery admits finished runs to the tracker's bounded ``pending`` set and puts their IDs here. A
-worker reads the sources the run's figures still need (exporter/figures.py: the run itself, its
-steps, ``/metrics``, ``/usage``, ``/trace``, in the order that table gives), waits for data Letta
-writes late by putting the run back after a delay, and records it in one synchronous step: outcome →
-metrics, tracker finalised, spans queued. A run is never recorded twice, and one whose reads keep
-failing is recorded without that source in the end.
-
-A 404 is read with care, since Letta's generations differ in what they serve: FastAPI's bare
-``{"detail": "Not Found"}`` means the server has no such endpoint (remembered in
-``EndpointAvailability``: the figures move on to their next source), any other 404 from a run's
-sub-resource is settled by asking for the run itself, and only a 404 for the run means it is gone.
+drain a queue continuously, not once per poll. A worker reads the sources the run's figures still
+need, in the order exporter/figures.py gives, puts the run back after a delay for data Letta writes
+late or a read that failed, and records it in one synchronous step: outcome → metrics, tracker
+finalised, spans queued. docs/architecture.md ("Run lifecycle", step 4, and "Pipeline") has the
+waits and how a 404 is read; docs/servers.md ("A missing endpoint is not a missing run") why.
 """
 
 from __future__ import annotations
@@ -51,6 +43,7 @@ ENDPOINTS: dict[Source, str] = {
     Source.USAGE: Endpoint.RETRIEVE_USAGE_FOR_RUN,
     Source.TRACE: Endpoint.RETRIEVE_TRACE_FOR_RUN,
 }
+SOURCES = {endpoint: source for source, endpoint in ENDPOINTS.items()}
 # Runs in a row that exist yet get a 404 naming the thing asked for, before the endpoint counts as
 # missing on a server whose unknown-route 404 does not read as FastAPI's.
 MISSING_AFTER_RUNS = 3
@@ -302,7 +295,7 @@ class Enricher:
             return NOTHING
         except LettaError as exc:
             availability.probe_failed(endpoint)
-            self.metrics.enrichment_failures.labels(_source_of(endpoint)).inc()
+            self.metrics.enrichment_failures.labels(SOURCES[endpoint]).inc()
             self.last_failure = str(exc)
             log.debug("enrichment %s failed: %s", endpoint, exc)
             raise _Failed from None
@@ -361,8 +354,4 @@ class Enricher:
 
 def without(endpoint: str) -> str:
     """What this server lacking a per-run endpoint costs, figure by figure (for the log)."""
-    return next((lost_without(source) for source, name in ENDPOINTS.items() if name == endpoint), "")
-
-
-def _source_of(endpoint: str) -> str:
-    return next(source.value for source, name in ENDPOINTS.items() if name == endpoint)
+    return lost_without(SOURCES[endpoint]) if endpoint in SOURCES else ""

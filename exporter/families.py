@@ -1,13 +1,9 @@
 """Every metric family the exporter exposes, declared once, as data: name, kind, help, labels, the
-label values whose series exist at zero from the start, buckets. exporter/prometheus.py builds the
-exporter's own families from these as prometheus-client objects; the run-outcome ones (``outcome``)
-are kept as plain data by exporter/totals.py, which renders them and saves them in the state file.
-docs/metrics.md's table and the dashboards' name checks are tested against this list, so adding a
-family is its declaration here plus its computation.
-
-Series at zero let ``rate()`` and ``absent()`` work, and panels read 0 rather than "no data", before
-the first event. A label value the code passes is one of these vocabularies, never a literal
-(tests/test_families.py), so a new one is created at zero with nothing else to remember.
+label values whose series exist at zero from the start (so ``rate()`` and ``absent()`` work, and
+panels read 0, before the first event), buckets. exporter/prometheus.py builds the exporter's own
+families from these; exporter/totals.py keeps, renders and saves the run-outcome ones. The metric
+table of docs/metrics.md and the dashboards' name checks are tested against this list, so adding a
+family is its declaration here plus its computation (docs/architecture.md, "Where to change what").
 """
 
 from __future__ import annotations

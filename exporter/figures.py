@@ -1,12 +1,9 @@
 """Every figure a finished run contributes, declared once with its sources in the order that wins.
 
-Letta's servers do not all say the same things in the same places (docs/servers.md): Letta 0.11
-keeps the agent in the run's metadata (or only on its steps) and the stop reason only on the steps,
-Letta Cloud's reference has no ``/v1/runs/{id}/metrics``, 0.16.8 leaves a failed run's stop reason
-null. So each figure lists where it can come from, best first, and the first source that gives a
-value wins. A source is read only while some figure still needs it: on a server with every endpoint
-that is ``/metrics`` and the steps, as before; a missing endpoint just moves each figure on to its
-next source. Adding a source or a server generation is a row here.
+Letta's servers do not all say the same things in the same places (docs/servers.md has the table
+this declares). So each figure lists where it can come from, best first, and the first source that
+gives a value wins; a source is read only while some figure still needs it, and a missing endpoint
+just moves each figure on to its next source. Adding a source or a server generation is a row here.
 
 A ``late`` source is one Letta can list empty a moment before it writes it (a run listed finished
 before its duration): while a run may still be looked at again, an empty late source holds its

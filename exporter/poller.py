@@ -1,10 +1,7 @@
-"""One poll: discover and track runs, hand finished ones to the enrichment workers, report.
-
-Data flows one way (docs/architecture.md): Letta client → discovery and the tracker → enrichment
-workers → outcome → metrics and spans. A poll does not wait for enrichment: the workers drain their
-queue continuously, so reading run details overlaps with the next poll's listing. Each phase fails
-on its own; a failed poll is counted, logged once with its cause, and the next one starts over from
-the same state, so nothing is lost and nothing is counted twice.
+"""One poll: discover and track runs, hand finished ones to the enrichment workers, report. A poll
+does not wait for enrichment (docs/architecture.md, "Pipeline"). Each phase fails on its own; a
+failed poll is counted, logged once with its cause, and the next one starts over from the same
+state, so nothing is lost and nothing is counted twice.
 """
 
 from __future__ import annotations

@@ -25,14 +25,10 @@ KINDS: dict[str, Any] = {"counter": Counter, "gauge": Gauge, "histogram": Histog
 
 
 def build(family: f.Family, registry: CollectorRegistry, agent_label: bool) -> Any:
-    """The prometheus-client object for ``family``, its zero series created (a per-agent family's are
-    created for each agent as it is seen)."""
+    """The prometheus-client object for one of the exporter's own families."""
     extra = {"buckets": family.buckets} if family.kind == "histogram" else {}
-    metric = KINDS[family.kind](family.name, family.help, family.label_names(agent_label), registry=registry,
-                                **extra)  # fmt: skip
-    for values in () if family.per_agent else family.zero:
-        metric.labels(*values)
-    return metric
+    return KINDS[family.kind](family.name, family.help, family.label_names(agent_label), registry=registry,
+                              **extra)  # fmt: skip
 
 
 def _age(since: float | None) -> float:
@@ -76,11 +72,9 @@ class ExporterMetrics:
         self.build_info.info({"version": __version__})
         self._lost_reasons_said: set[str] = set()
         self._cursor_labels: dict[str, tuple[str, str, str, str]] = {}
-        for family in f.OUTCOME_FAMILIES:
-            for values in () if family.per_agent else family.zero:
-                self.totals.touch(family, values)
+        self._zero((), per_agent=False)
         if not agent_label:
-            self._touch_agent(())
+            self._zero((), per_agent=True)
 
     def agent(self, agent_id: str | None) -> tuple[str, ...]:
         """The agent part of a label set: empty when the agent label is off."""
@@ -89,13 +83,14 @@ class ExporterMetrics:
         label = self.agents.label(agent_id)
         if label not in self._initialised_agents:
             self._initialised_agents.add(label)
-            self._touch_agent((label,))
+            self._zero((label,), per_agent=True)
         return (label,)
 
-    def _touch_agent(self, agent: tuple[str, ...]) -> None:
-        """The zero series of the per-agent families for one agent (or, with the label off, for all)."""
+    def _zero(self, agent: tuple[str, ...], *, per_agent: bool) -> None:
+        """Create the series at zero of the families that are (or are not) per agent: once, or for
+        each agent as it is seen (with the agent label off, once, without it)."""
         for family in f.FAMILIES:
-            for values in family.zero if family.per_agent else ():
+            for values in family.zero if family.per_agent is per_agent else ():
                 if family.outcome:
                     self.totals.touch(family, (*agent, *values))
                 else:

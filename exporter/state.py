@@ -1,9 +1,6 @@
-"""State that survives restarts: tracker progress and run-outcome counter totals, in one file.
-
-Both halves are written together, atomically (temp file, fsync, rename, fsync the directory), at
-the end of a tick and on shutdown. A crash mid-tick therefore rolls back to the previous tick's
-file, where the runs recorded since are neither in the counters nor in the dedupe set: they are
-counted again, once. That is the whole exactly-once argument for restarts.
+"""State that survives restarts: tracker progress and run-outcome counter totals, in one file,
+written together and atomically at the end of a tick and on shutdown, so a crash rolls back to the
+last tick's file, whose runs are counted again once (docs/architecture.md, "Exactly once").
 """
 
 from __future__ import annotations

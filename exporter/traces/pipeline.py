@@ -1,17 +1,11 @@
 """From a recorded run to OTLP: spans built on the poll loop, queued, exported in the background.
 
 ``TracePipeline.submit`` is called once per finalised run, right after its metrics are recorded. It
-turns the run's ``/trace`` rows (or, without any, a synthesised trace) into spans and puts them in a
-bounded queue, never waiting on the network. The OpenTelemetry SDK's batch span processor sends
-batches with its OTLP exporter (gRPC or HTTP/protobuf), which retries transient failures with
-backoff. Every span ends up counted once in ``letta_exporter_spans_exported_total{result}``:
-``success``, ``failure`` (the endpoint refused it or stayed unreachable through the retries) or
-``dropped`` (the queue was full, or it was still queued at shutdown). A run's spans are queued whole
-or not at all.
-
-Configuration is OpenTelemetry's own: ``OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,
-TIMEOUT,COMPRESSION,CERTIFICATE,CLIENT_KEY,CLIENT_CERTIFICATE,INSECURE}``, read by the SDK exporter,
-and ``OTEL_BSP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}`` for the queue.
+turns the run's ``/trace`` rows (or, without any, a synthesised trace) into spans and queues them,
+whole or not at all, never waiting on the network; the OpenTelemetry SDK's batch span processor
+sends them with its OTLP exporter. Every span ends up counted once in
+``letta_exporter_spans_exported_total{result}``. The variables it reads and what each result means:
+docs/traces.md ("Configuration", "Delivery").
 """
 
 from __future__ import annotations
