@@ -33,7 +33,6 @@ Lost = StrEnum("Lost", "DELETED STALE MALFORMED")
 # What became of a span (all three) or a state file write (success, failure).
 Result = StrEnum("Result", "SUCCESS FAILURE DROPPED")
 
-
 # Status/stop-reason pairs Letta produces, at zero for every agent seen.
 EXPECTED_OUTCOMES: tuple[tuple[str, str], ...] = (
     ("completed", "end_turn"), ("completed", "max_steps"), ("completed", "no_tool_call"),

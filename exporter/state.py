@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from exporter import families as f
 from exporter.letta.models import Run
 from exporter.prometheus import ExporterMetrics
 from exporter.totals import TotalsError
@@ -21,11 +22,11 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 2  # 2: runs in flight as {id: created_at}; 1 (whole runs) is still read
 # Version 1 named the outcome families by their attribute on ExporterMetrics.
-OLD_NAMES = {
-    "runs": "letta_runs", "ttft": "letta_run_ttft_seconds", "duration": "letta_run_duration_seconds",
-    "steps_per_run": "letta_run_steps", "run_tokens": "letta_run_tokens", "step_tokens": "letta_step_tokens",
-    "steps": "letta_steps", "tool_calls": "letta_run_tool_calls", "callbacks": "letta_run_callbacks",
-}  # fmt: skip
+OLD_NAMES = {old: family.name for old, family in {
+    "runs": f.RUNS, "ttft": f.TTFT, "duration": f.DURATION, "steps_per_run": f.STEPS,
+    "run_tokens": f.RUN_TOKENS, "step_tokens": f.STEP_TOKENS, "steps": f.STEP_COUNTS,
+    "tool_calls": f.TOOL_CALLS, "callbacks": f.CALLBACKS,
+}.items()}  # fmt: skip
 
 
 class StateError(Exception):

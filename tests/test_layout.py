@@ -118,3 +118,21 @@ def test_the_metric_declarations_sit_below_what_records_them() -> None:
         "exporter.letta.errors",
         "exporter.letta.models",
     }, below
+
+
+def test_every_setting_default_is_a_name_in_defaults() -> None:
+    """A default is defined once, in exporter/defaults.py: each ``Field(...)`` of config.py starts
+    with ``defaults.NAME``, or ``None`` for a setting that is unset unless given."""
+    tree = ast.parse((PACKAGE / "config.py").read_text())
+    settings = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings")
+    written = {}
+    for node in settings.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Call) and node.value.args:
+            written[node.target.id] = ast.unparse(node.value.args[0])  # type: ignore[attr-defined]
+    assert len(written) >= 30
+    literal = {
+        name: first
+        for name, first in written.items()
+        if first != "None" and not first.startswith("defaults.")
+    }
+    assert not literal
