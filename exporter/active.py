@@ -1,12 +1,8 @@
-"""The runs in flight, read from wherever this Letta server lists them (docs/servers.md).
-
-The spec, Letta 0.16.8 and Letta Cloud filter the run list with ``active=true``. Letta 0.11 ignores
-parameters it does not know, so that read returns finished runs too (every run, page after page),
-but it serves ``/v1/runs/active``; Letta Cloud's reference has no ``/v1/runs/active``. So the filter
-is tried first and trusted only while it returns no finished run; then ``/v1/runs/active``; and a
-server with neither has its run list read down to the horizon and filtered here. What failed is
-remembered as a missing endpoint (``list_runs_active`` for the filter) and probed again now and then.
-A finished run in an answer is never taken for one in flight, whichever way the list was read.
+"""The runs in flight, read from wherever this Letta server lists them (docs/servers.md): the run
+list's ``active=true`` filter, trusted only while it returns no finished run (Letta 0.11 ignores it);
+then ``/v1/runs/active``; then the run list itself, down to the horizon, filtered here. What failed
+is remembered as a missing endpoint (``list_runs_active`` for the filter) and probed again now and
+then. A finished run in an answer is never taken for one in flight, whichever way it was read.
 """
 
 from __future__ import annotations
@@ -15,14 +11,14 @@ import logging
 from datetime import datetime
 
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import Endpoint, LettaClient
 from exporter.letta.errors import LettaNotFound
 from exporter.letta.models import Run
 
 log = logging.getLogger(__name__)
 
 FILTER = "list_runs_active"  # GET /v1/runs/?active=true
-ROUTE = "list_active_runs"  # GET /v1/runs/active
+ROUTE = Endpoint.LIST_ACTIVE_RUNS  # GET /v1/runs/active
 ROUTE_PAGE = 50  # Letta 0.11's /v1/runs/active stops there (its job list's default limit)
 WITHOUT = {
     FILTER: "runs in flight read from /v1/runs/active, else from the run list",

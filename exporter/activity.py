@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from exporter.families import RUNS
 from exporter.letta.client import LettaClient
-from exporter.metrics import ExporterMetrics
+from exporter.prometheus import ExporterMetrics
 from exporter.tracker import RunTracker
 
 if TYPE_CHECKING:
@@ -99,5 +100,5 @@ class ActivityLog:
         return said
 
     def _figures(self) -> tuple[float, float, float]:
-        runs = sum(self.metrics.totals.counters["letta_runs"].copy().values())
+        runs = self.metrics.totals.count(RUNS)
         return runs, self.client.requests_sent, self.client.limiter.throttled

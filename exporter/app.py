@@ -21,11 +21,12 @@ from exporter.config import Settings
 from exporter.cost.pricing import Pricing
 from exporter.discovery import Discovery, DiscoveryOptions, reaches
 from exporter.enrichment import Enricher, EnrichOptions, without
+from exporter.families import Phase, Result
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
-from exporter.metrics import ExporterMetrics
+from exporter.letta.client import Endpoint, LettaClient
 from exporter.names import NameLookup
 from exporter.poller import Poller
+from exporter.prometheus import ExporterMetrics
 from exporter.server import HttpServer, Status, make_app
 from exporter.state import StateError, StateFile, capture, restore
 from exporter.steps_stream import StepsStream, StreamOptions
@@ -79,10 +80,10 @@ def build_exporter(settings: Settings) -> Exporter:
         settings.trace_probe_interval, costs=_costs, on_change=metrics.endpoint_changed
     )
     traces = build_pipeline(
-        settings,
-        metrics.spans_exported,
-        on_malformed=lambda count: metrics.api_malformed.labels("retrieve_trace_for_run").inc(count),
-    )
+        metrics.spans_exported, traces=settings.traces, denylist=settings.trace_attribute_denylist,
+        synthesis=settings.trace_synthesis, reparent_orphans=settings.trace_reparent_orphans,
+        on_malformed=lambda count: metrics.api_malformed.labels(Endpoint.RETRIEVE_TRACE_FOR_RUN).inc(count),
+    )  # fmt: skip
     pricing = Pricing.build(settings.prices)
     log.info("cost: prices from %s", pricing.describe())
     enricher = Enricher(
@@ -96,7 +97,7 @@ def build_exporter(settings: Settings) -> Exporter:
             steps=settings.enrich_steps,
             trace=settings.enrich_trace,
             retry_delay=settings.poll_interval,
-            settle_delay=min(0.25, settings.poll_interval),
+            settle_delay=min(EnrichOptions.settle_delay, settings.poll_interval),
         ),
         availability=availability,
         traces=traces,
@@ -123,13 +124,13 @@ def build_exporter(settings: Settings) -> Exporter:
         return client.requests_sent
 
     if settings.agent_names and settings.agent_label:
-        names["agent_names"] = NameLookup("agent", lambda: metrics.agents.admitted, client.retrieve_agent,
+        names[Phase.AGENT_NAMES] = NameLookup("agent", lambda: metrics.agents.admitted, client.retrieve_agent,
                                           metrics.set_agent_names, calls=calls)  # fmt: skip
     if settings.enrich_metrics:  # tools come from each run's /metrics
-        names["tool_names"] = NameLookup(
+        names[Phase.TOOL_NAMES] = NameLookup(
             "tool", metrics.tools_used, client.retrieve_tool, metrics.set_tool_names, calls=calls
         )
-    breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0), max_pause=300.0)
+    breaker = CircuitBreaker(base_pause=max(settings.poll_interval, 1.0))
     activity = ActivityLog(metrics, tracker, client)
     poller = Poller(discovery, enricher, metrics, names=names, breaker=breaker, activity=activity,
                     catch_up=settings.poll_interval / 2, stream=stream)  # fmt: skip
@@ -171,10 +172,10 @@ def attach_state(exporter: Exporter, store: StateFile) -> Callable[[], Awaitable
         try:
             await asyncio.to_thread(store.save, snapshot)
         except OSError as exc:
-            metrics.state_saves.labels("failure").inc()
+            metrics.state_saves.labels(Result.FAILURE).inc()
             log.warning("could not write state file %s: %s", store.path, exc.strerror)
             return
-        metrics.state_saves.labels("success").inc()
+        metrics.state_saves.labels(Result.SUCCESS).inc()
 
     poller.after_tick.append(save)
     return save

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from exporter import defaults
+
 
 class CircuitBreaker:
     """After ``threshold`` polls in a row that could not reach Letta, skip polls for a pause that
@@ -17,7 +19,7 @@ class CircuitBreaker:
         self,
         *,
         threshold: int = 3,
-        base_pause: float = 10.0,
+        base_pause: float = defaults.POLL_INTERVAL,
         max_pause: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -15,7 +15,8 @@ from pydantic import Field
 from pydantic_settings import CliSettingsSource
 
 from exporter import __version__
-from exporter.config import LETTA_CLOUD_URL, ConfigError, Settings, load_settings
+from exporter.config import ConfigError, Settings, invalid_setting, load_settings
+from exporter.defaults import LETTA_CLOUD_URL
 
 EXIT_CONFIG = 2
 log = logging.getLogger("exporter")
@@ -102,15 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {**DEMO_DEFAULTS, **flags, **DEMO_FIXED} if demo else flags
     try:
         settings = load_settings(overrides, DemoSettings if demo else Settings)
-        if not demo and settings.base_url == LETTA_CLOUD_URL and settings.api_key is None:
-            raise ConfigError(
-                f"invalid setting LETTA_API_KEY: required for Letta Cloud ({LETTA_CLOUD_URL}); set "
-                "LETTA_BASE_URL for a self-hosted server, or run 'letta-exporter demo'"
-            )
-        if settings.web_config_file is not None:
-            from exporter.webconfig import load_web_config
-
-            load_web_config(settings.web_config_file)
+        check_start_up(settings, demo=demo)
         from exporter.logsetup import configure_logging
 
         configure_logging(settings.log_level, settings.log_format, [settings.api_key_value() or ""])
@@ -126,6 +119,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"letta-exporter: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
+
+
+def check_start_up(settings: Settings, *, demo: bool = False) -> None:
+    """What start-up checks beyond each setting's own value: the OpenTelemetry environment trace export
+    reads, a key for Letta Cloud, the web config file. Raises ConfigError naming the setting."""
+    from exporter.traces.otlp_env import check_environment  # the OTel SDK: only once settings are read
+
+    try:
+        check_environment(settings.traces)
+    except ValueError as exc:
+        raise ConfigError(invalid_setting("traces", str(exc))) from None
+    if not demo and settings.base_url == LETTA_CLOUD_URL and settings.api_key is None:
+        raise ConfigError(
+            f"invalid setting LETTA_API_KEY: required for Letta Cloud ({LETTA_CLOUD_URL}); set "
+            "LETTA_BASE_URL for a self-hosted server, or run 'letta-exporter demo'"
+        )
+    if settings.web_config_file is not None:
+        from exporter.webconfig import load_web_config
+
+        load_web_config(settings.web_config_file)
 
 
 async def _serve(settings: Settings, on_serving: Callable[[str], None] | None = None) -> None:

@@ -1,8 +1,9 @@
-"""Settings (README "Configuration"): environment, a ``.env`` file, or command-line flags; flags win.
+"""Settings (docs/configuration.md): environment, a ``.env`` file, or command-line flags; flags win.
 
 Letta's own names (``LETTA_BASE_URL``, ``LETTA_API_KEY``) are read as they are; everything else is
 ``LETTA_EXPORTER_*``. A bad value is reported as one line naming the setting; the key is a
-``SecretStr`` so neither ``repr`` nor a validation error can print it.
+``SecretStr`` so neither ``repr`` nor a validation error can print it. Every default is a name in
+exporter/defaults.py; the other start-up checks are the command line's (cli.check_start_up).
 """
 
 from __future__ import annotations
@@ -23,14 +24,9 @@ from pydantic import (
 from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from exporter import defaults
 from exporter.cost.price_file import PriceFile, PriceFileError, load_price_file
-from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
-from exporter.traces.otlp_env import check_environment, tracing_enabled
 
-LETTA_CLOUD_URL = "https://api.letta.com"
-# Where the adaptive request rate may climb to: a self-hosted server is the team's own to load.
-CLOUD_RATE_CEILING = 50.0
-SELF_HOSTED_RATE_CEILING = 200.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -73,7 +69,7 @@ class Settings(BaseSettings):
     )
 
     base_url: str = Field(
-        LETTA_CLOUD_URL,
+        defaults.LETTA_CLOUD_URL,
         validation_alias=AliasChoices("LETTA_BASE_URL"),
         description="Letta server to poll: Letta Cloud, or a self-hosted server such as http://localhost:8283.",
     )
@@ -87,76 +83,93 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LETTA_API_KEY_FILE"),
         description="File holding the API key (a mounted secret); used when LETTA_API_KEY is unset.",
     )
-    listen_address: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
-    port: int = Field(8284, ge=1, le=65535, description="Port for /metrics, /healthz and /readyz.")
+    listen_address: str = Field(defaults.LISTEN_ADDRESS, description="Address the HTTP server binds to.")
+    port: int = Field(defaults.PORT, ge=1, le=65535, description="Port for /metrics, /healthz and /readyz.")
     poll_interval: float = Field(
-        10.0, gt=0, le=3600, description="Seconds between polls (fractions allowed)."
+        defaults.POLL_INTERVAL, gt=0, le=3600, description="Seconds between polls (fractions allowed)."
     )
     page_size: int = Field(
-        1000, ge=1, le=1000, description="Runs per list page (Letta allows 1..1000): fewer calls when busy."
+        defaults.PAGE_SIZE,
+        ge=1,
+        le=1000,
+        description="Runs per list page (Letta allows 1..1000): fewer calls when busy.",
     )
-    concurrency: int = Field(4, ge=1, le=64, description="Letta requests in flight at once.")
+    concurrency: int = Field(
+        defaults.CONCURRENCY, ge=1, le=64, description="Letta requests in flight at once."
+    )
     request_timeout: float = Field(
-        10.0, gt=0, le=300, description="Seconds before one Letta request times out."
+        defaults.REQUEST_TIMEOUT, gt=0, le=300, description="Seconds before one Letta request times out."
     )
     max_retries: int = Field(
-        3, ge=0, le=10, description="Retries per request on 429, 5xx and transport errors."
+        defaults.MAX_RETRIES, ge=0, le=10, description="Retries per request on 429, 5xx and transport errors."
     )
     max_requests_per_second: float | None = Field(
         None,
         ge=0,
         description="Ceiling of the adaptive Letta request rate, per second (0 = no cap). Unset: "
-        f"{CLOUD_RATE_CEILING:g} for Letta Cloud, {SELF_HOSTED_RATE_CEILING:g} for a self-hosted server.",
+        f"{defaults.CLOUD_RATE_CEILING:g} for Letta Cloud, {defaults.SELF_HOSTED_RATE_CEILING:g} for a "
+        "self-hosted server.",
     )
     discovery_overlap: Seconds = Field(
-        60.0, description="Seconds re-read behind the newest run each poll, to catch runs that appear late."
+        defaults.DISCOVERY_OVERLAP,
+        description="Seconds re-read behind the newest run each poll, to catch runs that appear late.",
     )
     enrich_usage: bool = Field(
-        True, description="Read token usage (from steps when those are read, else /usage)."
+        defaults.ENRICH_USAGE, description="Read token usage (from steps when those are read, else /usage)."
     )
-    enrich_metrics: bool = Field(True, description="Read /metrics per run (duration, step count, tools).")
-    enrich_steps: bool = Field(True, description="Read /steps per run (per-model tokens and step outcomes).")
+    enrich_metrics: bool = Field(
+        defaults.ENRICH_METRICS, description="Read /metrics per run (duration, step count, tools)."
+    )
+    enrich_steps: bool = Field(
+        defaults.ENRICH_STEPS, description="Read /steps per run (per-model tokens and step outcomes)."
+    )
     steps_source: Literal["auto", "stream", "per_run"] = Field(
-        "auto",
+        defaults.STEPS_SOURCE,
         description="Where run steps come from: auto (Letta's steps list, a few pages a poll, where the "
         "server serves it and it checks out against per-run reads; else per run), stream (the list, "
         "unchecked) or per_run (/v1/runs/{id}/steps, one call a run).",
     )
     enrich_trace: bool = Field(
-        True, description="Read /trace per run for trace export, or for TTFT when a traced run lacks it."
+        defaults.ENRICH_TRACE,
+        description="Read /trace per run for trace export, or for TTFT when a traced run lacks it.",
     )
     traces: bool | None = Field(
         None,
         description="Export run traces over OTLP; unset: on when an OTEL_EXPORTER_OTLP_*ENDPOINT is set.",
     )
     trace_synthesis: bool = Field(
-        True, description="Synthesise a trace from the run and its steps when Letta has none."
+        defaults.TRACE_SYNTHESIS,
+        description="Synthesise a trace from the run and its steps when Letta has none.",
     )
     trace_reparent_orphans: bool = Field(
-        False, description="Attach spans whose parent /trace left out to the run's root span."
+        defaults.TRACE_REPARENT_ORPHANS,
+        description="Attach spans whose parent /trace left out to the run's root span.",
     )
     trace_attribute_denylist: str = Field(
-        "http.request.body.*,parameter.*,!parameter.tool_name",
+        defaults.TRACE_ATTRIBUTE_DENYLIST,
         description="Span attribute keys never exported: comma-separated globs; !glob keeps a key.",
     )
     trace_probe_interval: Seconds = Field(
-        600.0, description="After /trace answered 501 (no trace storage), how often to ask again."
+        defaults.TRACE_PROBE_INTERVAL,
+        description="After /trace answered 501 (no trace storage), how often to ask again.",
     )
-    agent_label: bool = Field(True, description="Label run metrics with agent_id.")
-    max_agents: int = Field(1000, ge=1, description="Distinct agent_id values before the rest share 'other'.")
-    agent_names: bool = Field(True, description="Look up agent names for letta_agent_info.")
+    agent_label: bool = Field(defaults.AGENT_LABEL, description="Label run metrics with agent_id.")
+    max_agents: int = Field(
+        defaults.MAX_AGENTS, ge=1, description="Distinct agent_id values before the rest share 'other'."
+    )
+    agent_names: bool = Field(defaults.AGENT_NAMES, description="Look up agent names for letta_agent_info.")
     backfill: Seconds = Field(
-        0.0, description="Count runs created this long before start-up (e.g. 1h); 0 = none."
+        defaults.BACKFILL, description="Count runs created this long before start-up (e.g. 1h); 0 = none."
     )
     state_file: Path | None = Field(None, description="File that keeps counts and progress across restarts.")
     max_pending: int = Field(
-        2000,
+        defaults.MAX_PENDING,
         ge=1,
         description="Finished runs held for enrichment at most; beyond it they wait in Letta (backpressure).",
     )
-    ttft_buckets: Buckets = Field(DEFAULT_TTFT_BUCKETS, description="TTFT histogram buckets, seconds.")
+    ttft_buckets: Buckets = Field(defaults.TTFT_BUCKETS, description="TTFT histogram buckets, seconds.")
     duration_buckets: Buckets = Field(
-        DEFAULT_DURATION_BUCKETS, description="Run duration histogram buckets, seconds."
+        defaults.DURATION_BUCKETS, description="Run duration histogram buckets, seconds."
     )
     price_file: Path | None = Field(
         None,
@@ -166,8 +179,12 @@ class Settings(BaseSettings):
     web_config_file: Path | None = Field(
         None, description="Prometheus-style web config (TLS, basic auth) for /metrics."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
-    log_format: Literal["text", "json"] = Field("text", description="Log format: text, or json for machines.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        defaults.LOG_LEVEL, description="Log level."
+    )
+    log_format: Literal["text", "json"] = Field(
+        defaults.LOG_FORMAT, description="Log format: text, or json for machines."
+    )
     _prices: PriceFile | None = PrivateAttr(None)  # price_file, read and checked at start-up
 
     @field_validator("base_url")
@@ -211,20 +228,11 @@ class Settings(BaseSettings):
         """The operator's prices from ``price_file``, if set."""
         return self._prices
 
-    @model_validator(mode="after")
-    def _trace_environment(self) -> Settings:
-        if tracing_enabled(self.traces):
-            try:
-                check_environment()
-            except ValueError as exc:
-                raise ValueError(f"traces: {exc}") from None
-        return self
-
     def request_rate_ceiling(self) -> float:
         if self.max_requests_per_second is not None:
             return self.max_requests_per_second
         cloud = self.base_url.removeprefix("https://").split("/")[0].endswith("letta.com")
-        return CLOUD_RATE_CEILING if cloud else SELF_HOSTED_RATE_CEILING
+        return defaults.CLOUD_RATE_CEILING if cloud else defaults.SELF_HOSTED_RATE_CEILING
 
     def api_key_value(self) -> str | None:
         return self.api_key.get_secret_value() if self.api_key is not None else None
@@ -257,8 +265,12 @@ def describe_error(exc: ValidationError, settings_cls: type[Settings] = Settings
         name = "configuration"
     message = message.strip()
     if name in settings_cls.model_fields:
-        return f"invalid setting {env_name(name, settings_cls)} ({flag_name(name)}): {message}"
+        return invalid_setting(name, message, settings_cls)
     return f"invalid setting {name}: {message}"
+
+
+def invalid_setting(name: str, message: str, settings_cls: type[Settings] = Settings) -> str:
+    return f"invalid setting {env_name(name, settings_cls)} ({flag_name(name)}): {message}"
 
 
 def load_settings(

@@ -1,17 +1,10 @@
 """Discovery: which runs exist and which have finished, read from Letta's run lists each poll.
 
-Two reads a poll. ``discover`` pages the run list newest first down to a depth below the newest run
-handled, so runs that became visible late, with an older ``created_at``, are still found; ``track``
-reads the runs in flight (exporter/active.py) for the live gauges and for runs that left them unseen.
-Finished runs are admitted to the tracker oldest first, and when its pending set is full the rest
-stay in Letta: the watermark stops short of them, and a later poll reads them again.
-
-How deep a discovery reads (docs/architecture.md, "Run lifecycle"): each poll only ``short_reach``
-below the watermark, or deeper where a run that just left the active list, or a pending run still
-waiting for a figure its listing brings, was created; and every ``deep_every`` seconds a *deep pass*
-walks down to the tracker's horizon, a few pages a poll, so it never holds a poll up: re-reading a
-minute of runs every second would cost a busy server tens of pages a poll for the rare run made
-visible seconds late.
+``discover`` pages the run list newest first down to a depth below the newest run handled, so runs
+made visible late are still found, and admits finished runs to the tracker oldest first, the rest
+staying in Letta while its pending set is full; ``track`` reads the runs in flight (active.py). How
+deep each read goes (a short read each poll, a deep pass a few pages a poll), and why not always the
+whole overlap window: docs/architecture.md ("Run lifecycle", steps 1 and 2).
 """
 
 from __future__ import annotations
@@ -24,13 +17,15 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from exporter import defaults
 from exporter.active import ActiveRuns
+from exporter.families import Lost
 from exporter.figures import awaits_listing, listed_agent
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import Endpoint, LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound
 from exporter.letta.models import Run
-from exporter.metrics import ExporterMetrics
+from exporter.prometheus import ExporterMetrics
 from exporter.tracker import RunTracker, Seen, created_ts
 
 log = logging.getLogger(__name__)
@@ -38,15 +33,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DiscoveryOptions:
-    page_size: int = 100
-    concurrency: int = 4
-    backfill: float = 0.0
+    page_size: int = defaults.PAGE_SIZE
+    concurrency: int = defaults.CONCURRENCY
+    backfill: float = defaults.BACKFILL
     max_active_pages: int = 50
     max_in_flight_age: float = 86400.0
     # Seconds below the watermark read between deep reads; 0 reads down to the horizon every poll.
     short_reach: float = 0.0
     deep_every: float = 0.0  # seconds between deep passes down to the tracker's horizon
-    poll_interval: float = 10.0
+    poll_interval: float = defaults.POLL_INTERVAL
 
 
 def reaches(overlap: float, poll_interval: float) -> tuple[float, float, float]:
@@ -218,7 +213,7 @@ class Discovery:
             created = created_ts(run)
             if created is None:
                 # Without created_at a run cannot be placed against the horizon: count, skip.
-                self.metrics.observe_malformed("list_runs")
+                self.metrics.observe_malformed(Endpoint.LIST_RUNS)
                 if run.is_terminal:
                     self._unplaceable_run(run.id)
             elif stop is not None and created < stop:
@@ -235,7 +230,7 @@ class Discovery:
         self._unplaceable[run_id] = None
         if len(self._unplaceable) > 10_000:
             self._unplaceable.popitem(last=False)
-        self.metrics.lose("malformed", f"run {run_id} is listed finished without a created_at")
+        self.metrics.lose(Lost.MALFORMED, f"run {run_id} is listed finished without a created_at")
 
     def _admit_oldest_first(
         self, read: dict[str, tuple[float, Run]], *, first: bool, count_from: float, advance: bool
@@ -298,7 +293,7 @@ class Discovery:
                 run = await self.client.retrieve_run(run_id)
             except LettaNotFound:
                 self.tracker.forget(run_id)
-                self.metrics.lose("deleted", f"run {run_id} vanished from Letta before it finished")
+                self.metrics.lose(Lost.DELETED, f"run {run_id} vanished from Letta before it finished")
                 return
             except LettaError as exc:
                 log.debug("retrieve %s failed, retrying next tick: %s", run_id, exc)
@@ -312,5 +307,5 @@ class Discovery:
             created = created_ts(run)
             if created is not None and time.time() - created > self.options.max_in_flight_age:
                 self.tracker.forget(run_id)
-                self.metrics.lose("stale", f"run {run_id} still {run.status!r} after "
+                self.metrics.lose(Lost.STALE, f"run {run_id} still {run.status!r} after "
                                   f"{time.time() - created:.0f}s; no longer tracked")  # fmt: skip

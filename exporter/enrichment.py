@@ -1,17 +1,9 @@
 """Enrichment: each finished run's figures read and the run recorded, by a pool of workers that
-drain a queue continuously, not once per poll (docs/architecture.md, "Pipeline").
-
-Discovery admits finished runs to the tracker's bounded ``pending`` set and puts their IDs here. A
-worker reads the sources the run's figures still need (exporter/figures.py: the run itself, its
-steps, ``/metrics``, ``/usage``, ``/trace``, in the order that table gives), waits for data Letta
-writes late by putting the run back after a delay, and records it in one synchronous step: outcome →
-metrics, tracker finalised, spans queued. A run is never recorded twice, and one whose reads keep
-failing is recorded without that source in the end.
-
-A 404 is read with care, since Letta's generations differ in what they serve: FastAPI's bare
-``{"detail": "Not Found"}`` means the server has no such endpoint (remembered in
-``EndpointAvailability``: the figures move on to their next source), any other 404 from a run's
-sub-resource is settled by asking for the run itself, and only a 404 for the run means it is gone.
+drain a queue continuously, not once per poll. A worker reads the sources the run's figures still
+need, in the order exporter/figures.py gives, puts the run back after a delay for data Letta writes
+late or a read that failed, and records it in one synchronous step: outcome → metrics, tracker
+finalised, spans queued. docs/architecture.md ("Run lifecycle", step 4, and "Pipeline") has the
+waits and how a 404 is read; docs/servers.md ("A missing endpoint is not a missing run") why.
 """
 
 from __future__ import annotations
@@ -24,13 +16,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from exporter import defaults
+from exporter.families import Lost, Phase
 from exporter.figures import NOTHING, Source, next_source, resolve, unsettled
 from exporter.figures import without as lost_without
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import Endpoint, LettaClient
 from exporter.letta.errors import LettaError, LettaNotFound, LettaNotImplemented
-from exporter.metrics import ExporterMetrics
 from exporter.outcome import compute_outcome
+from exporter.prometheus import ExporterMetrics
 from exporter.steps_stream import StepsStream
 from exporter.traces.rows import trace_settled, ttft_ns_from_rows
 from exporter.tracker import PendingRun, RunTracker
@@ -44,11 +38,12 @@ log = logging.getLogger(__name__)
 # The API operation behind each per-run source (its name in letta_exporter_api_requests_total and
 # letta_exporter_endpoint_available).
 ENDPOINTS: dict[Source, str] = {
-    Source.STEPS: "list_steps_for_run",
-    Source.METRICS: "retrieve_metrics_for_run",
-    Source.USAGE: "retrieve_usage_for_run",
-    Source.TRACE: "retrieve_trace_for_run",
+    Source.STEPS: Endpoint.LIST_STEPS_FOR_RUN,
+    Source.RUN_METRICS: Endpoint.RETRIEVE_METRICS_FOR_RUN,
+    Source.USAGE: Endpoint.RETRIEVE_USAGE_FOR_RUN,
+    Source.TRACE: Endpoint.RETRIEVE_TRACE_FOR_RUN,
 }
+SOURCES = {endpoint: source for source, endpoint in ENDPOINTS.items()}
 # Runs in a row that exist yet get a 404 naming the thing asked for, before the endpoint counts as
 # missing on a server whose unknown-route 404 does not read as FastAPI's.
 MISSING_AFTER_RUNS = 3
@@ -56,14 +51,14 @@ MISSING_AFTER_RUNS = 3
 
 @dataclass(frozen=True)
 class EnrichOptions:
-    workers: int = 4
-    usage: bool = True
-    run_metrics: bool = True  # read /v1/runs/{id}/metrics
-    steps: bool = True
-    trace: bool = True
+    workers: int = defaults.CONCURRENCY
+    usage: bool = defaults.ENRICH_USAGE
+    run_metrics: bool = defaults.ENRICH_METRICS  # read /v1/runs/{id}/metrics
+    steps: bool = defaults.ENRICH_STEPS
+    trace: bool = defaults.ENRICH_TRACE
     max_failures: int = 5
     max_settle_checks: int = 4  # with settle_delay doubling: looks over about 15 settle delays
-    retry_delay: float = 10.0  # after a failed read: about a poll interval
+    retry_delay: float = defaults.POLL_INTERVAL  # after a failed read: about a poll interval
     settle_delay: float = 0.25  # after Letta listed a run before writing its figures; doubles each look
     max_listing_wait: float = 30.0  # seconds a look waits for the run to be listed again, at most
 
@@ -111,7 +106,7 @@ class Enricher:
         self._usable = {
             Source.RUN: True,
             Source.STEPS: options.steps,
-            Source.METRICS: options.run_metrics,
+            Source.RUN_METRICS: options.run_metrics,
             Source.USAGE: options.usage,
             Source.TRACE: options.trace,
         }
@@ -180,7 +175,7 @@ class Enricher:
             try:
                 await self._handle(run_id)
             except Exception:
-                self.metrics.poll_errors.labels("enrich").inc()
+                self.metrics.poll_errors.labels(Phase.ENRICH).inc()
                 log.exception("enriching run %s failed unexpectedly; trying again later", run_id)
                 if run_id in self.tracker.pending:
                     self._later(run_id, self.options.retry_delay)
@@ -196,7 +191,7 @@ class Enricher:
             self._record(entry, figures)
         elif verdict is Verdict.GONE:
             self.tracker.forget(run_id)
-            self.metrics.lose("deleted", f"run {run_id} was deleted in Letta before its figures were read")
+            self.metrics.lose(Lost.DELETED, f"run {run_id} was deleted in Letta before its figures were read")
         elif verdict is Verdict.WAIT:
             self.waiting.add(run_id)
         elif verdict is Verdict.RETRY:
@@ -263,7 +258,7 @@ class Enricher:
             raise _Wait  # the stream reads them for many runs at once
         calls: dict[Source, Callable[[], Awaitable[Any]]] = {
             Source.STEPS: lambda: client.run_steps(run_id),
-            Source.METRICS: lambda: client.run_metrics(run_id),
+            Source.RUN_METRICS: lambda: client.run_metrics(run_id),
             Source.USAGE: lambda: client.run_usage(run_id),
             Source.TRACE: lambda: self._read_trace(entry),
         }
@@ -300,7 +295,7 @@ class Enricher:
             return NOTHING
         except LettaError as exc:
             availability.probe_failed(endpoint)
-            self.metrics.enrichment_failures.labels(_source_of(endpoint)).inc()
+            self.metrics.enrichment_failures.labels(SOURCES[endpoint]).inc()
             self.last_failure = str(exc)
             log.debug("enrichment %s failed: %s", endpoint, exc)
             raise _Failed from None
@@ -359,8 +354,4 @@ class Enricher:
 
 def without(endpoint: str) -> str:
     """What this server lacking a per-run endpoint costs, figure by figure (for the log)."""
-    return next((lost_without(source) for source, name in ENDPOINTS.items() if name == endpoint), "")
-
-
-def _source_of(endpoint: str) -> str:
-    return next(source.value for source, name in ENDPOINTS.items() if name == endpoint)
+    return lost_without(SOURCES[endpoint]) if endpoint in SOURCES else ""

@@ -1,12 +1,9 @@
 """Every figure a finished run contributes, declared once with its sources in the order that wins.
 
-Letta's servers do not all say the same things in the same places (docs/servers.md): Letta 0.11
-keeps the agent in the run's metadata (or only on its steps) and the stop reason only on the steps,
-Letta Cloud's reference has no ``/v1/runs/{id}/metrics``, 0.16.8 leaves a failed run's stop reason
-null. So each figure lists where it can come from, best first, and the first source that gives a
-value wins. A source is read only while some figure still needs it: on a server with every endpoint
-that is ``/metrics`` and the steps, as before; a missing endpoint just moves each figure on to its
-next source. Adding a source or a server generation is a row here.
+Letta's servers do not all say the same things in the same places (docs/servers.md has the table
+this declares). So each figure lists where it can come from, best first, and the first source that
+gives a value wins; a source is read only while some figure still needs it, and a missing endpoint
+just moves each figure on to its next source. Adding a source or a server generation is a row here.
 
 A ``late`` source is one Letta can list empty a moment before it writes it (a run listed finished
 before its duration): while a run may still be looked at again, an empty late source holds its
@@ -45,7 +42,7 @@ OVERLAPPING_TOKEN_TYPES = frozenset(
 class Source(StrEnum):
     RUN = "run"  # the run as listed: costs nothing more
     STEPS = "steps"  # its steps: from the steps stream, else /v1/runs/{id}/steps
-    METRICS = "metrics"  # /v1/runs/{id}/metrics
+    RUN_METRICS = "metrics"  # Letta's run metrics, /v1/runs/{id}/metrics
     USAGE = "usage"  # /v1/runs/{id}/usage
     TRACE = "trace"  # /v1/runs/{id}/trace: TTFT from its time_to_first_token span
 
@@ -149,13 +146,16 @@ def summed_tokens(steps: Iterable[Step]) -> dict[str, int]:
     return {token_type: total[token_type] for token_type in TOKEN_TYPES}
 
 
+Callback = StrEnum("Callback", "SUCCESS FAILURE")  # letta_run_callbacks_total{outcome}: "success", "failure"
+
+
 def callback_outcome(run: Run) -> str | None:
     if not run.callback_url:
         return None
     if run.callback_error:
-        return "failure"
+        return Callback.FAILURE
     if run.callback_status_code is not None:
-        return "success" if 200 <= run.callback_status_code < 300 else "failure"
+        return Callback.SUCCESS if 200 <= run.callback_status_code < 300 else Callback.FAILURE
     return None
 
 
@@ -166,7 +166,7 @@ def _steps_name_a_trace(reads: Reads) -> bool:
     return steps is None or any(step.trace_id for step in steps)
 
 
-RUN, STEPS, METRICS, USAGE, TRACE = Source  # the table below reads better without the prefix
+RUN, STEPS, RUN_METRICS, USAGE, TRACE = Source  # the table below reads better without the prefix
 
 FIGURES: tuple[Figure, ...] = (
     Figure("agent_id", (
@@ -180,21 +180,21 @@ FIGURES: tuple[Figure, ...] = (
     )),
     Figure("duration_ns", (
         Take(RUN, "the run's total_duration_ns", lambda run, _: run.total_duration_ns, late=True),
-        Take(METRICS, "/metrics run_ns", lambda _, metrics: metrics.run_ns, late=True),
+        Take(RUN_METRICS, "/metrics run_ns", lambda _, metrics: metrics.run_ns, late=True),
         Take(RUN, "the run's completed_at - created_at", lambda run, _: wall_clock_ns(run)),
     )),
     # The steps are read for the tokens anyway, so their count costs nothing; /metrics' num_steps
     # says the same where there are no steps to count.
     Figure("num_steps", (
         Take(STEPS, "the number of steps", lambda _, steps: len(steps)),
-        Take(METRICS, "/metrics num_steps", lambda _, metrics: metrics.num_steps),
+        Take(RUN_METRICS, "/metrics num_steps", lambda _, metrics: metrics.num_steps),
     )),
     Figure("steps", (Take(STEPS, "the steps (per model: tokens, outcomes)", lambda _, steps: steps),)),
     Figure("tokens", (
         Take(STEPS, "the steps' sum", lambda _, steps: summed_tokens(steps)),
         Take(USAGE, "/usage", lambda _, usage: usage_tokens(usage)),
     )),
-    Figure("tools", (Take(METRICS, "/metrics tools_used", lambda _, metrics: metrics.tools_used),)),
+    Figure("tools", (Take(RUN_METRICS, "/metrics tools_used", lambda _, metrics: metrics.tools_used),)),
     Figure("ttft_ns", (
         Take(RUN, "the run's ttft_ns", lambda run, _: run.ttft_ns),
         Take(TRACE, "/trace's time_to_first_token span", lambda _, ttft: ttft,

@@ -2,10 +2,8 @@
 
 Look-ups are decoration, so they take a small share of the API calls: at most 1 % of the calls made
 since the last round (at least one a poll, at most five), which keeps a fleet of new agents from
-costing more requests than the runs themselves.
-
-Metrics keep IDs as labels (names change; an ID does not), and ``letta_agent_info`` and
-``letta_tool_info`` carry the names for a join, as the README's metric table shows.
+costing more requests than the runs themselves. Metrics keep IDs as labels (names change; an ID
+does not); ``letta_agent_info`` and ``letta_tool_info`` carry the names for a join.
 """
 
 from __future__ import annotations

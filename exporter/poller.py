@@ -1,10 +1,7 @@
-"""One poll: discover and track runs, hand finished ones to the enrichment workers, report.
-
-Data flows one way (docs/architecture.md): Letta client → discovery and the tracker → enrichment
-workers → outcome → metrics and spans. A poll does not wait for enrichment: the workers drain their
-queue continuously, so reading run details overlaps with the next poll's listing. Each phase fails
-on its own; a failed poll is counted, logged once with its cause, and the next one starts over from
-the same state, so nothing is lost and nothing is counted twice.
+"""One poll: discover and track runs, hand finished ones to the enrichment workers, report. A poll
+does not wait for enrichment (docs/architecture.md, "Pipeline"). Each phase fails on its own; a
+failed poll is counted, logged once with its cause, and the next one starts over from the same
+state, so nothing is lost and nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -20,9 +17,10 @@ from exporter.activity import ActivityLog
 from exporter.breaker import CircuitBreaker
 from exporter.discovery import Discovery
 from exporter.enrichment import Enricher
+from exporter.families import Phase
 from exporter.letta.errors import LettaError, explain, failure_reason
-from exporter.metrics import ExporterMetrics
 from exporter.names import NameLookup
+from exporter.prometheus import ExporterMetrics
 from exporter.steps_stream import StepsStream
 from exporter.tracker import RunTracker
 
@@ -73,10 +71,10 @@ class Poller:
                 return
             started = time.perf_counter()
             self._failure = None
-            reached = await self._phase("discover", self.discovery.discover)
-            reached = await self._phase("track", self._track) and reached
+            reached = await self._phase(Phase.DISCOVER, self.discovery.discover)
+            reached = await self._phase(Phase.TRACK, self._track) and reached
             if self.stream is not None:
-                await self._phase("steps", self.stream.read)
+                await self._phase(Phase.STEPS, self.stream.read)
             self._report(reached)
             if self.discovery.baselined:
                 for phase, lookup in self.names.items():

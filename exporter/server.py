@@ -1,4 +1,4 @@
-"""The HTTP surface (README "HTTP endpoints"): /metrics, /healthz, /readyz and a landing page.
+"""The HTTP surface (docs/configuration.md, "HTTP endpoints"): /metrics, /healthz, /readyz and a landing page.
 
 Served from its own threads, so a scrape is answered from memory however slow a poll is.
 """

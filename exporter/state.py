@@ -1,9 +1,6 @@
-"""State that survives restarts: tracker progress and run-outcome counter totals, in one file.
-
-Both halves are written together, atomically (temp file, fsync, rename, fsync the directory), at
-the end of a tick and on shutdown. A crash mid-tick therefore rolls back to the previous tick's
-file, where the runs recorded since are neither in the counters nor in the dedupe set: they are
-counted again, once. That is the whole exactly-once argument for restarts.
+"""State that survives restarts: tracker progress and run-outcome counter totals, in one file,
+written together and atomically at the end of a tick and on shutdown, so a crash rolls back to the
+last tick's file, whose runs are counted again once (docs/architecture.md, "Exactly once").
 """
 
 from __future__ import annotations
@@ -15,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from exporter import families as f
 from exporter.letta.models import Run
-from exporter.metrics import ExporterMetrics
+from exporter.prometheus import ExporterMetrics
 from exporter.totals import TotalsError
 from exporter.tracker import PendingRun, RunTracker, created_ts
 
@@ -24,11 +22,11 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 2  # 2: runs in flight as {id: created_at}; 1 (whole runs) is still read
 # Version 1 named the outcome families by their attribute on ExporterMetrics.
-OLD_NAMES = {
-    "runs": "letta_runs", "ttft": "letta_run_ttft_seconds", "duration": "letta_run_duration_seconds",
-    "steps_per_run": "letta_run_steps", "run_tokens": "letta_run_tokens", "step_tokens": "letta_step_tokens",
-    "steps": "letta_steps", "tool_calls": "letta_run_tool_calls", "callbacks": "letta_run_callbacks",
-}  # fmt: skip
+OLD_NAMES = {old: family.name for old, family in {
+    "runs": f.RUNS, "ttft": f.TTFT, "duration": f.DURATION, "steps_per_run": f.STEPS,
+    "run_tokens": f.RUN_TOKENS, "step_tokens": f.STEP_TOKENS, "steps": f.STEP_COUNTS,
+    "tool_calls": f.TOOL_CALLS, "callbacks": f.CALLBACKS,
+}.items()}  # fmt: skip
 
 
 class StateError(Exception):

@@ -1,29 +1,7 @@
 """The steps stream: the steps of many finished runs read from Letta's global steps list, a few pages
-a poll, instead of one ``/v1/runs/{id}/steps`` call per run (docs/architecture.md, "Steps stream").
-
-Each poll, once discovery has admitted the runs that finished, one window read serves every pending
-run still waiting for its steps: ``GET /v1/steps/?order=asc&start_date=S&end_date=E``, every page,
-with S the oldest waiting run's ``created_at`` and E the newest one's ``completed_at`` (a second's
-margin each side; both on Letta's clock, as the steps' own creation times are). A run's steps are
-all created within its life, and Letta writes a step final before it marks the run finished, so a
-read issued after the run was listed finished, over a window spanning its life, holds every one of
-its steps in their final state: the run is *covered*, and its steps are the rows naming it. A row of
-a waiting run still ``pending`` means the run is not covered yet (looked at again next poll). Rows
-carry no ``created_at``, so the window is all the reader knows of where they sit; nothing else is
-assumed of the order or the cursors (the walk learns them as every list's does).
-
-Exactly-once needs nothing new: steps are not counted as they stream by, they are a source of the
-run's figures (exporter/figures.py), recorded once with the run. So is a restart: pending runs come
-back from the state file and the next window covers them.
-
-Detected, never assumed. A server that answers the list with an error the request cannot cure (an
-unknown route, Letta 0.16.8's 400 to every request), whose rows do not name their runs (the spec
-allows ``run_id`` only on async runs), or whose stream disagrees with a run's own steps list on the
-sampled cross-check, gets ``list_steps`` marked missing (``EndpointAvailability``: one log line,
-``letta_exporter_endpoint_available{endpoint="list_steps"} 0``, probed again now and then) and its
-runs' steps read per run meanwhile, which is always exact. A run whose window would cost more pages
-than the stream spends on a poll (a run that lasted long at a high step rate), or that a window
-failed to cover a few times, is read per run too.
+a poll, instead of one ``/v1/runs/{id}/steps`` call per run. docs/architecture.md, "Steps stream",
+has the window each poll reads, why a run it covers has all its steps there, why exactly-once needs
+nothing new, and how a server whose list cannot be trusted is detected (its runs read per run).
 """
 
 from __future__ import annotations
@@ -35,18 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from exporter import defaults
 from exporter.figures import Source
 from exporter.letta.availability import EndpointAvailability
-from exporter.letta.client import LettaClient
+from exporter.letta.client import MAX_PAGE, Endpoint, LettaClient
 from exporter.letta.errors import LettaError, LettaHTTPError, PagingError
 from exporter.letta.models import Step
 from exporter.tracker import PendingRun, RunTracker
 
 log = logging.getLogger(__name__)
 
-ENDPOINT = "list_steps"
+ENDPOINT = Endpoint.LIST_STEPS
 WITHOUT = "each run's steps read per run (one more call a run)"
-STEPS_SOURCES = ("auto", "stream", "per_run")
 MAX_SLICES = 4  # window slices read side by side
 _EPSILON = timedelta(milliseconds=1)
 # Answers that no retry cures: the server cannot serve this list as asked (401/403/429 excepted).
@@ -55,8 +33,10 @@ _NOT_SERVED = frozenset({400, 404, 405, 422, 501})
 
 @dataclass(frozen=True)
 class StreamOptions:
-    source: str = "auto"  # auto: the stream where it is served and checks out; stream: no checks
-    page_size: int = 1000  # Letta's largest page
+    source: str = (
+        defaults.STEPS_SOURCE
+    )  # auto: the stream where it is served and checks out; stream: no checks
+    page_size: int = MAX_PAGE
     max_pages: int = 20  # a poll's window reads no more; runs it would not fit are read per run
     margin: float = 1.0  # seconds each side of the window, for the servers' timestamp rounding
     max_looks: int = 3  # windows that may fail to cover a run before it is read per run

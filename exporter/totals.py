@@ -1,9 +1,9 @@
 """What finished runs added up to, as plain data: counts and histograms per label set.
 
-One declared list, ``FAMILIES``, says which metric families the run outcomes make; the same list
-drives what ``/metrics`` shows (``TotalsText``), what the state file saves and restores
-(``RunTotals.dump``/``load``), and the README's metric table (tests/test_readme.py). A family added
-here is exposed and persisted with nothing else to remember.
+The run-outcome families are declared in exporter/families.py (``outcome=True``); that list drives
+what ``/metrics`` shows (``TotalsText``) and what the state file saves and restores
+(``RunTotals.dump``/``load``). A family added there is exposed and persisted with nothing else to
+remember but its computation in ``record``.
 
 Recording happens on the event loop; rendering ``/metrics`` happens on a thread. The renderer
 therefore reads copies of the dictionaries (``dict.copy`` is atomic under the GIL), and a histogram's
@@ -14,52 +14,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from prometheus_client.utils import floatToGoString
 
+from exporter import families as f
+from exporter.families import OUTCOME_FAMILIES as FAMILIES
+from exporter.families import Family
 from exporter.outcome import RunOutcome
-
-AGENT = "agent_id"
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str  # as exposed, without the _total of a counter
-    kind: Literal["counter", "histogram"]
-    help: str
-    labels: tuple[str, ...]  # agent_id leads where the family is per agent; it is dropped when off
-    buckets: str = ""  # for histograms: which bucket set (RunTotals takes them by this name)
-
-
-FAMILIES: tuple[Family, ...] = (
-    Family("letta_runs", "counter", "Finished runs by outcome, each counted once.",
-           (AGENT, "status", "stop_reason")),
-    Family("letta_run_ttft_seconds", "histogram", "Time to first token of finished runs that report one.",
-           (AGENT,), "ttft"),
-    Family("letta_run_duration_seconds", "histogram", "Wall time of finished runs.",
-           (AGENT, "status"), "duration"),
-    Family("letta_run_steps", "histogram", "Agent steps per finished run.", (AGENT,), "steps"),
-    Family("letta_run_tokens", "counter", "Tokens used by finished runs, by type.", (AGENT, "type")),
-    Family("letta_step_tokens", "counter", "Tokens used by the steps of finished runs, by model and type.",
-           ("model", "type")),
-    Family("letta_steps", "counter", "Steps of finished runs by model, step status and stop reason.",
-           ("model", "status", "stop_reason")),
-    Family("letta_run_tool_calls", "counter",
-           "Tools used by finished runs, by tool ID (names in letta_tool_info).", ("tool",)),
-    Family("letta_run_callbacks", "counter", "Run completion callbacks by outcome.", ("outcome",)),
-    # New families rather than labels on the token families: a state file keeps each family's label
-    # sets, so one written before would no longer load.
-    Family("letta_run_cost_usd", "counter",
-           "Estimated cost of finished runs in US dollars, by agent, model and provider (docs/cost.md).",
-           (AGENT, "model", "provider")),
-    Family("letta_unpriced_tokens", "counter",
-           "Tokens of finished runs' steps whose model has no price (not in letta_run_cost_usd_total), "
-           "by model and type.", ("model", "type")),
-)  # fmt: skip
-BY_NAME = {family.name: family for family in FAMILIES}
 
 Labels = tuple[str, ...]
 
@@ -82,15 +46,21 @@ class HistogramData:
 
 @dataclass
 class RunTotals:
-    """Counts and histograms per family and label set. ``agent_label=False`` drops agent_id."""
+    """Counts and histograms per family and label set. ``agent_label=False`` drops agent_id;
+    ``buckets`` (by family name) replace a histogram's declared ones."""
 
-    buckets: dict[str, tuple[float, ...]]
+    buckets: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     agent_label: bool = True
     counters: dict[str, dict[Labels, float]] = field(default_factory=dict)
     histograms: dict[str, dict[Labels, HistogramData]] = field(default_factory=dict)
     version: int = 0  # counts the runs recorded: a renderer can tell whether anything changed
 
     def __post_init__(self) -> None:
+        self.buckets = {
+            family.name: tuple(self.buckets.get(family.name, family.buckets))
+            for family in FAMILIES
+            if family.kind == "histogram"
+        }
         for family in FAMILIES:
             if family.kind == "counter":
                 self.counters[family.name] = {}
@@ -98,19 +68,19 @@ class RunTotals:
                 self.histograms[family.name] = {}
 
     def labels_of(self, family: Family) -> tuple[str, ...]:
-        return family.labels if self.agent_label or family.labels[:1] != (AGENT,) else family.labels[1:]
+        return family.label_names(self.agent_label)
 
-    def add(self, name: str, labels: Labels, amount: float = 1) -> None:
-        series = self.counters[name]
+    def add(self, family: Family, labels: Labels, amount: float = 1) -> None:
+        series = self.counters[family.name]
         series[labels] = series.get(labels, 0) + amount
 
-    def touch(self, name: str, labels: Labels) -> None:
+    def touch(self, family: Family, labels: Labels) -> None:
         """Create the series at zero, so rate() and panels see 0 rather than nothing."""
-        self.counters[name].setdefault(labels, 0)
+        self.counters[family.name].setdefault(labels, 0)
 
-    def observe(self, name: str, labels: Labels, value: float) -> None:
-        bounds = self.buckets[BY_NAME[name].buckets]
-        series = self.histograms[name]
+    def observe(self, family: Family, labels: Labels, value: float) -> None:
+        bounds = self.buckets[family.name]
+        series = self.histograms[family.name]
         data = series.get(labels)
         if data is None:
             data = series[labels] = HistogramData([0] * (len(bounds) + 1))
@@ -119,28 +89,32 @@ class RunTotals:
     def record(self, outcome: RunOutcome, agent: Labels) -> None:
         """One finished run. ``agent`` is () when the agent label is off, else (agent label,)."""
         self.version += 1
-        self.add("letta_runs", (*agent, outcome.status, outcome.stop_reason))
+        self.add(f.RUNS, (*agent, outcome.status, outcome.stop_reason))
         if outcome.ttft_seconds is not None:
-            self.observe("letta_run_ttft_seconds", agent, outcome.ttft_seconds)
+            self.observe(f.TTFT, agent, outcome.ttft_seconds)
         if outcome.duration_seconds is not None:
-            self.observe("letta_run_duration_seconds", (*agent, outcome.status), outcome.duration_seconds)
+            self.observe(f.DURATION, (*agent, outcome.status), outcome.duration_seconds)
         if outcome.num_steps is not None:
-            self.observe("letta_run_steps", agent, outcome.num_steps)
+            self.observe(f.STEPS, agent, outcome.num_steps)
         for token_type, count in outcome.run_tokens.items():
             if count:
-                self.add("letta_run_tokens", (*agent, token_type), count)
+                self.add(f.RUN_TOKENS, (*agent, token_type), count)
         for (model, token_type), count in outcome.step_tokens.items():
-            self.add("letta_step_tokens", (model, token_type), count)
+            self.add(f.STEP_TOKENS, (model, token_type), count)
         for key, count in outcome.steps.items():
-            self.add("letta_steps", key, count)
+            self.add(f.STEP_COUNTS, key, count)
         for tool, count in outcome.tool_calls.items():
-            self.add("letta_run_tool_calls", (tool,), count)
+            self.add(f.TOOL_CALLS, (tool,), count)
         if outcome.callback is not None:
-            self.add("letta_run_callbacks", (outcome.callback,))
+            self.add(f.CALLBACKS, (outcome.callback,))
         for (model, provider), usd in outcome.cost_usd.items():
-            self.add("letta_run_cost_usd", (*agent, model, provider), usd)
+            self.add(f.COST, (*agent, model, provider), usd)
         for key, count in outcome.unpriced_tokens.items():
-            self.add("letta_unpriced_tokens", key, count)
+            self.add(f.UNPRICED, key, count)
+
+    def count(self, family: Family) -> float:
+        """A counter family's sum over its series."""
+        return sum(self.counters[family.name].copy().values())
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -157,7 +131,7 @@ class RunTotals:
     def load(self, saved: dict[str, Any]) -> None:
         """Add saved totals to these. Everything is checked before anything is added, so a file
         that does not fit leaves the totals as they were."""
-        parsed: list[tuple[str, Labels, Any]] = []
+        parsed: list[tuple[Family, Labels, Any]] = []
         for family in FAMILIES:
             arity = len(self.labels_of(family))
             for row in saved.get(family.name, []):
@@ -168,20 +142,20 @@ class RunTotals:
                     value = row["value"]
                     if not isinstance(value, int | float) or value < 0 or not math.isfinite(value):
                         raise TotalsError(f"{family.name}: bad value {value!r}")
-                    parsed.append((family.name, labels, value))
+                    parsed.append((family, labels, value))
                 else:
                     counts = [int(count) for count in row["buckets"]]
-                    if len(counts) != len(self.buckets[family.buckets]) + 1:
+                    if len(counts) != len(self.buckets[family.name]) + 1:
                         raise TotalsError(f"{family.name}: buckets changed since the state was written")
-                    parsed.append((family.name, labels, HistogramData(counts, float(row["sum"]))))
-        for name, labels, value in parsed:
+                    parsed.append((family, labels, HistogramData(counts, float(row["sum"]))))
+        for family, labels, value in parsed:
             if isinstance(value, HistogramData):
-                into = self.histograms[name].setdefault(labels, HistogramData([0] * len(value.counts)))
+                into = self.histograms[family.name].setdefault(labels, HistogramData([0] * len(value.counts)))
                 into.counts = [a + b for a, b in zip(into.counts, value.counts, strict=True)]
                 into.total += value.total
                 into.version += 1
             else:
-                self.add(name, labels, value)
+                self.add(family, labels, value)
 
 
 def _escape(value: str) -> str:
@@ -205,7 +179,7 @@ class TotalsText:
         self._lines: dict[str, dict[Labels, tuple[float, bytes]]] = {family.name: {} for family in FAMILIES}
         self._headers = {family.name: _header(family) for family in FAMILIES}
         self._bounds = {
-            family.name: [floatToGoString(b) for b in (*totals.buckets[family.buckets], math.inf)]
+            family.name: [floatToGoString(b) for b in (*totals.buckets[family.name], math.inf)]
             for family in FAMILIES
             if family.kind == "histogram"
         }

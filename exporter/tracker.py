@@ -1,13 +1,9 @@
 """Which runs the exporter knows about, and in which stage of their life. Pure state, no I/O.
 
 Each run moves one way: unseen → in flight → pending (finished, enrichment being read) → finalised
-(recorded). ``finalised`` is the dedupe set that makes counting exactly-once: a run ID enters it in
-the same synchronous step that records the run, and discovery never reads below the horizon that
-the set still covers, so pruning it cannot let an old run be counted again (docs/architecture.md,
-"Exactly once").
-
-``pending`` is bounded: a finished run beyond ``capacity`` is *deferred*, not admitted, and discovery
-keeps its watermark below it, so it waits in Letta and is read again on a later poll.
+(recorded); ``finalised`` is the dedupe set that makes counting exactly-once, and ``pending`` is
+bounded: a finished run beyond ``capacity`` is *deferred* and waits in Letta (docs/architecture.md,
+"Run lifecycle" and "Exactly once").
 """
 
 from __future__ import annotations

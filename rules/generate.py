@@ -3,8 +3,8 @@
     python rules/generate.py          # rewrite them
     python rules/generate.py --check  # exit 1 if a committed file differs from what this writes
 
-From exporter/rules/alerts.py and recording.py: rules/letta-exporter.rules.yml and the alert tables
-in README.md and docs/dashboards.md. From each SLO file below: its rules, as
+From exporter/rules/alerts.py and recording.py: rules/letta-exporter.rules.yml and the alert table
+of docs/dashboards.md. From each SLO file below: its rules, as
 `letta-exporter slo-rules FILE` writes them with the exporter's default buckets.
 tests/test_alert_declarations.py and tests/test_slo_rules.py fail while a committed file is stale.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -25,8 +24,7 @@ from exporter.rules.generated import write_or_check  # noqa: E402
 from exporter.rules.slo import load  # noqa: E402
 
 RULES_FILE = "rules/letta-exporter.rules.yml"
-# Each doc's alert table and which of an alert's texts it shows.
-TABLES: dict[str, Literal["brief", "fires_when"]] = {"README.md": "brief", "docs/dashboards.md": "fires_when"}
+ALERTS_DOC = "docs/dashboards.md"  # its alert table
 # SLO file -> the rules generated from it. The default objectives ship with the Helm chart; the
 # per-agent ones are what rules/tests/slo-agents.test.yml tests.
 SLO_FILES = {
@@ -42,9 +40,8 @@ def slo_rules_text(source: str) -> str:
 def outputs() -> dict[str, str]:
     """Repository path -> the text it should hold."""
     out = {RULES_FILE: ruleset.render(alerts.ALERTS, recording.RECORDS)}
-    for doc, text in TABLES.items():
-        table = tables.markdown_table(alerts.ALERTS, text)
-        out[doc] = tables.replace_table((ROOT / doc).read_text(encoding="utf-8"), table, doc)
+    table = tables.markdown_table(alerts.ALERTS)
+    out[ALERTS_DOC] = tables.replace_table((ROOT / ALERTS_DOC).read_text(encoding="utf-8"), table, ALERTS_DOC)
     out |= {target: slo_rules_text(source) for source, target in SLO_FILES.items()}
     return out
 

@@ -35,7 +35,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-# The Letta generations the exporter serves (exporter/simulator/config.py, docs/servers.md); tests of
+# The Letta generations the exporter serves (exporter/simulator/simconfig.py, docs/servers.md); tests of
 # exactly-once counting run under each with @pytest.mark.parametrize("generation", GENERATIONS). The
 # spec's in the fast tier; each other one adds their time again, so it runs in the full run (the
 # quickest of those tests runs all of them in the fast tier: EVERY_GENERATION).

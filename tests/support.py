@@ -28,9 +28,10 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.app import Exporter, build_exporter
 from exporter.config import Settings
+from exporter.families import OUTCOME_FAMILIES
 from exporter.labels import enum_label
-from exporter.metrics import ExporterMetrics
-from exporter.totals import FAMILIES, RunTotals
+from exporter.prometheus import ExporterMetrics
+from exporter.totals import RunTotals
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -331,7 +332,7 @@ class TotalsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         totals = self.totals
-        for family in FAMILIES:
+        for family in OUTCOME_FAMILIES:
             labels = totals.labels_of(family)
             if family.kind == "counter":
                 counter = CounterMetricFamily(family.name, family.help, labels=labels)
@@ -340,7 +341,7 @@ class TotalsCollector(Collector):
                 yield counter
             else:
                 histogram = HistogramMetricFamily(family.name, family.help, labels=labels)
-                bounds = [*totals.buckets[family.buckets], math.inf]
+                bounds = [*totals.buckets[family.name], math.inf]
                 for key, data in sorted(totals.histograms[family.name].items()):
                     cumulative = itertools.accumulate(data.counts)
                     buckets = [(floatToGoString(b), c) for b, c in zip(bounds, cumulative, strict=True)]

@@ -54,7 +54,7 @@ def test_committed_files_are_what_the_declarations_generate() -> None:
     gives the committed files."""
     generate = load_script(ROOT / "rules" / "generate.py", "rules_generate")
     outputs = generate.outputs()
-    assert {"rules/letta-exporter.rules.yml", "README.md", "docs/dashboards.md"} <= set(outputs)
+    assert {"rules/letta-exporter.rules.yml", "docs/dashboards.md"} <= set(outputs)
     for name, text in outputs.items():
         assert (ROOT / name).read_text(encoding="utf-8") == text, (
             f"{name} differs from what its declaration generates: run python rules/generate.py"
@@ -76,12 +76,9 @@ def test_a_threshold_changed_in_its_declaration_changes_the_rule_the_dashboard_a
     header = text.split("groups:")[0]
     assert re.search(r"LettaRunTTFTHigh .*above 12\.5s", header)
 
-    # The docs: both Markdown tables.
-    for which in ("fires_when", "brief"):
-        row = next(
-            line for line in tables.markdown_table(alerts.ALERTS, which).splitlines() if "TTFTHigh" in line
-        )
-        assert "12.5s" in row and "10s" not in row, row
+    # The docs' table.
+    row = next(line for line in tables.markdown_table(alerts.ALERTS).splitlines() if "TTFTHigh" in line)
+    assert "12.5s" in row and "10s" not in row, row
 
     # The dashboards: the generator reads the declaration when it is loaded.
     generate = load_script(ROOT / "dashboards" / "generate.py", "dashboards_generate_changed")
@@ -126,7 +123,6 @@ def test_an_alert_is_added_by_one_declaration_entry(monkeypatch: pytest.MonkeyPa
         summary="Example {{ $value | humanizePercentage }}.",
         description="Example above ${ratio} for ${for} (job {{ $labels.job }}).",
         fires_when="the example ratio is above ${ratio}",
-        brief="example above ${ratio}",
     )
     monkeypatch.setattr(alerts, "ALERTS", (*alerts.ALERTS, added))
     text = ruleset.render(alerts.ALERTS, recording.RECORDS)
@@ -143,10 +139,7 @@ def test_an_alert_is_added_by_one_declaration_entry(monkeypatch: pytest.MonkeyPa
     }
     assert "LettaExampleHigh" in text.split("groups:")[0]
     assert "| LettaExampleHigh | warning | the example ratio is above 20% | 10m |" in tables.markdown_table(
-        alerts.ALERTS, "fires_when"
-    )
-    assert "| LettaExampleHigh | warning | example above 20% | 10m |" in tables.markdown_table(
-        alerts.ALERTS, "brief"
+        alerts.ALERTS
     )
 
 
@@ -154,7 +147,7 @@ def test_every_threshold_is_in_its_alerts_expression() -> None:
     """A threshold only the prose mentions would be a number the rule does not check."""
     for declared in alerts.ALERTS:
         assert placeholders(declared.expr) == set(declared.thresholds), declared.name
-        for text in (declared.summary, declared.description, declared.fires_when, declared.brief):
+        for text in (declared.summary, declared.description, declared.fires_when):
             assert placeholders(text) <= set(declared.thresholds) | {"for"}, declared.name
 
 

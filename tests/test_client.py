@@ -17,7 +17,7 @@ from exporter.letta.errors import (
     LettaTransportError,
 )
 from exporter.letta.models import Run
-from exporter.metrics import ExporterMetrics
+from exporter.prometheus import ExporterMetrics
 from tests.support import free_port, select, served_samples
 
 

@@ -145,23 +145,23 @@ def test_a_source_is_read_only_while_a_figure_still_needs_it() -> None:
     order = []
     while (source := next_source(run, reads, EVERYTHING)) is not None:
         order.append(source)
-        reads.data[source] = {Source.STEPS: steps, Source.METRICS: metrics}.get(source, NOTHING)
+        reads.data[source] = {Source.STEPS: steps, Source.RUN_METRICS: metrics}.get(source, NOTHING)
     # The agent and stop reason are on the run; the duration is not yet: /metrics; the steps for the
     # count and tokens; /trace only for a TTFT, and these steps name no trace. /usage never.
-    assert order == [Source.METRICS, Source.STEPS]
-    switched_off = lambda source: source is not Source.METRICS  # noqa: E731
+    assert order == [Source.RUN_METRICS, Source.STEPS]
+    switched_off = lambda source: source is not Source.RUN_METRICS  # noqa: E731
     reads = Reads({Source.STEPS: steps})
     assert next_source(run, reads, switched_off) is None
 
 
 def test_usage_is_read_only_when_the_steps_give_nothing() -> None:
     run = Run(id="run-1", status="completed", agent_id="agent-1", stop_reason="end_turn", total_duration_ns=5)
-    reads = Reads({Source.STEPS: NOTHING, Source.METRICS: NOTHING})
+    reads = Reads({Source.STEPS: NOTHING, Source.RUN_METRICS: NOTHING})
     assert next_source(run, reads, EVERYTHING) is Source.USAGE
 
 
 def test_what_a_missing_endpoint_costs_is_said_figure_by_figure() -> None:
-    said = without(Source.METRICS)
+    said = without(Source.RUN_METRICS)
     assert "tools: none" in said
     assert "duration_ns from the run's total_duration_ns, then the run's completed_at - created_at" in said
     assert "num_steps only from the number of steps" in said

@@ -811,14 +811,8 @@ def test_notes_tell_how_to_reach_metrics(tmp_path: Path) -> None:
 
 
 def test_documented_plain_sidecar_pod_is_valid() -> None:
-    """The hand-written sidecar example in docs/deploy.md (or README.md, once folded in)."""
-    marker = "<!-- sidecar-pod-example"
-    for doc in (REPO / "docs" / "deploy.md", REPO / "README.md"):
-        if doc.exists() and marker in doc.read_text(encoding="utf-8"):
-            text = doc.read_text(encoding="utf-8").split(marker, 1)[1]
-            break
-    else:
-        pytest.skip("no sidecar pod example in docs/deploy.md or README.md")
+    """The hand-written sidecar example in docs/deploy.md."""
+    text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8").split("<!-- sidecar-pod-example", 1)[1]
     block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     pod = yaml.safe_load(block)
     validate_core(pod, [K8S_MIN, K8S_MAX])

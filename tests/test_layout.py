@@ -1,4 +1,5 @@
-"""The code's shape, as docs/architecture.md describes it: no import cycles, no work at import."""
+"""The code's shape, as docs/architecture.md describes it: no import cycles, settings and metric
+declarations below what they configure, no work at import."""
 
 from __future__ import annotations
 
@@ -68,3 +69,70 @@ def test_importing_every_module_does_no_work() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def reach(module: str, graph: dict[str, set[str]]) -> set[str]:
+    """Every exporter module ``module`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for nxt in graph.get(todo.pop(), set()) - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen - {"exporter"}
+
+
+def test_settings_own_settings_and_sit_below_what_they_configure() -> None:
+    """defaults.py imports nothing of the exporter; config.py only the defaults and the price file's
+    reader (a bad price file is a bad setting); and only the wiring (app.py, cli.py) reads
+    ``Settings``: every other module takes the values it needs, so nothing imports back up."""
+    graph = {module_name(path): imports(path) for path in PACKAGE.rglob("*.py")}
+    assert reach("exporter.defaults", graph) == set()
+    assert reach("exporter.config", graph) <= {
+        "exporter.defaults",
+        "exporter.cost",
+        "exporter.cost.price_file",
+        "exporter.cost.rates",
+    }
+    readers = {
+        module_name(path)
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and node.module == "exporter.config"
+        and any(alias.name == "Settings" for alias in node.names)
+    }
+    assert readers == {"exporter.app", "exporter.cli"}
+
+
+def test_the_metric_declarations_sit_below_what_records_them() -> None:
+    """families.py reads only label vocabularies from below (figures, the client's models and
+    errors, labels) and the defaults: every module that records a metric can import it."""
+    graph = {module_name(path): imports(path) for path in PACKAGE.rglob("*.py")}
+    below = reach("exporter.families", graph)
+    assert below <= {
+        "exporter.defaults",
+        "exporter.figures",
+        "exporter.labels",
+        "exporter.letta",
+        "exporter.letta.errors",
+        "exporter.letta.models",
+    }, below
+
+
+def test_every_setting_default_is_a_name_in_defaults() -> None:
+    """A default is defined once, in exporter/defaults.py: each ``Field(...)`` of config.py starts
+    with ``defaults.NAME``, or ``None`` for a setting that is unset unless given."""
+    tree = ast.parse((PACKAGE / "config.py").read_text())
+    settings = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings")
+    written = {}
+    for node in settings.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.value, ast.Call) and node.value.args:
+            written[node.target.id] = ast.unparse(node.value.args[0])  # type: ignore[attr-defined]
+    assert len(written) >= 30
+    literal = {
+        name: first
+        for name, first in written.items()
+        if first != "None" and not first.startswith("defaults.")
+    }
+    assert not literal

@@ -1,65 +1,22 @@
-"""The README's metric table and configuration table match what the code exposes."""
+"""The README's /metrics sample is exposition the exporter can serve, and its scrape config one the
+alerts find. (The settings and metric tables live in docs/ now: tests/test_docs.py.)"""
 
 from __future__ import annotations
 
 import re
 
 import yaml
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Settings, env_name, flag_name
-from exporter.letta.models import Run
-from exporter.metrics import ExporterMetrics
-from exporter.totals import FAMILIES
+from exporter.families import FAMILIES
 from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text()
 
 
-def readme_metric_rows() -> dict[str, tuple[str, frozenset[str]]]:
-    section = README.split("<!-- metrics-table", 1)[1]
-    rows = {}
-    for line in section.splitlines()[3:]:
-        if not line.startswith("| `"):
-            break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        name = cells[0].strip("`")
-        labels = frozenset(label.strip() for label in cells[2].split(",") if label.strip())
-        rows[name] = (cells[1], labels)
-    return rows
-
-
-def exposed_metrics() -> dict[str, tuple[str, frozenset[str]]]:
-    """Every family the exporter serves (its own, not process_/python_), with type and labels."""
-    metrics = ExporterMetrics(CollectorRegistry())
-    # Something for every family without series from the start, so its labels show.
-    metrics.observe_request("list_runs", "200", 0.1)
-    metrics.observe_malformed("list_runs")
-    metrics.observe_cursor("list_runs", "desc", "after", "spec")
-    metrics.set_active([Run(id="run-1", status="running", agent_id="agent-1")])
-    metrics.set_agent_names({"agent-1": "bot"})
-    metrics.set_tool_names({"tool-1": "web_search"})
-    metrics.endpoint_changed("list_steps", True)
-    exposed: dict[str, tuple[str, frozenset[str]]] = {}
-    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
-        name = f"{family.name}_total" if family.type == "counter" else family.name
-        labels = {key for sample in family.samples for key in sample.labels} - {"le"}
-        exposed[name] = (family.type, frozenset(labels))
-    for family in FAMILIES:  # the run outcomes' declared list, which exposition and the state file use
-        name = f"{family.name}_total" if family.kind == "counter" else family.name
-        exposed[name] = (family.kind, frozenset(family.labels))
-    return {name: row for name, row in exposed.items() if name.startswith("letta_")}
-
-
-def test_metric_table_matches_exposed_metrics() -> None:
-    assert readme_metric_rows() == exposed_metrics()
-
-
-def test_configuration_table_lists_every_setting() -> None:
-    for name in Settings.model_fields:
-        assert f"| `{env_name(name)}` | `{flag_name(name)}`" in README, name
+def exposed_metrics() -> dict[str, frozenset[str]]:
+    """Every family the exporter serves (its own, not process_/python_) with its labels, as declared."""
+    return {family.exposed: frozenset(family.label_names() + family.info) for family in FAMILIES}
 
 
 def fenced_block_after(marker: str) -> str:
@@ -77,7 +34,7 @@ def test_metrics_sample_is_exposition_the_exporter_can_serve() -> None:
         for s in family.samples:
             base = s.name if s.name in exposed else s.name.rsplit("_", 1)[0]
             assert base in exposed, s.name
-            assert set(s.labels) - {"le"} == exposed[base][1], s.name
+            assert set(s.labels) - {"le"} == exposed[base], s.name
             names.add(base)
     assert len(names) >= 5
     assert "letta_exporter_poll_errors_total" in names  # the series that used to be missing

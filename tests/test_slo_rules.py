@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
+from exporter.defaults import DURATION_BUCKETS, TTFT_BUCKETS
 from exporter.rules import slo_rules
 from exporter.rules.slo import CLASSIFICATION, SloError, parse
 from tests.support import ROOT, require_tool
 from tests.test_config import run_cli
 
-BUCKETS = {"ttft": DEFAULT_TTFT_BUCKETS, "duration": DEFAULT_DURATION_BUCKETS}
+BUCKETS = {"ttft": TTFT_BUCKETS, "duration": DURATION_BUCKETS}
 DEFAULT_SLO = ROOT / "rules" / "slo" / "default.yaml"
 DEFAULT_RULES = ROOT / "rules" / "slo" / "default.rules.yml"
 EXAMPLE = """\

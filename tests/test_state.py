@@ -8,8 +8,8 @@ import os
 
 import pytest
 
+from exporter.families import FAMILIES
 from exporter.state import STATE_VERSION, StateFile
-from exporter.totals import BY_NAME
 from tests.conftest import GENERATIONS
 from tests.support import (
     ROOT,
@@ -189,7 +189,7 @@ def test_a_file_written_by_the_previous_release_restores_every_counter(sim_facto
     for family, rows in saved["metrics"].items():
         for row in rows:
             if "value" in row:
-                names = BY_NAME[family].labels
+                names = next(f for f in FAMILIES if f.name == family).label_names()
                 labels = tuple(sorted(zip(names, row["labels"], strict=True)))
                 assert samples[(f"{family}_total", labels)] == row["value"], (family, labels)
             else:

@@ -10,7 +10,11 @@ from exporter.outcome import RunOutcome
 from exporter.totals import RunTotals, TotalsError, TotalsText
 from tests.support import TotalsCollector
 
-BUCKETS = {"ttft": (0.1, 1.0, 2.5), "duration": (1.0, 10.0), "steps": (1, 2, 5)}
+BUCKETS = {
+    "letta_run_ttft_seconds": (0.1, 1.0, 2.5),
+    "letta_run_duration_seconds": (1.0, 10.0),
+    "letta_run_steps": (1, 2, 5),
+}
 
 
 def render_text(totals: RunTotals) -> str:

@@ -25,6 +25,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter.app import Exporter, build_exporter
+from exporter.cli import check_start_up
 from exporter.config import ConfigError, Settings, load_settings
 from exporter.enrichment import EnrichOptions
 from exporter.simulator import Simulator, TruthRun
@@ -379,11 +380,12 @@ def test_explicit_on_without_an_endpoint_uses_the_otlp_default(otel) -> None:
 def test_bad_otel_settings_stop_start_up_with_one_line(otel, monkeypatch) -> None:
     otel("http://127.0.0.1:4318", "http/json")
     with pytest.raises(ConfigError, match=r"LETTA_EXPORTER_TRACES.*OTEL_EXPORTER_OTLP_PROTOCOL='http/json'"):
-        load_settings()
-    load_settings({"traces": False})  # tracing off: the OTel variables do not matter
+        check_start_up(load_settings())
+    # Tracing off: the OTel variables do not matter.
+    check_start_up(load_settings({"traces": False, "base_url": "http://127.0.0.1:1"}))
     otel("http://127.0.0.1:4318", "grpc", OTEL_BSP_MAX_QUEUE_SIZE="lots")
     with pytest.raises(ConfigError, match="OTEL_BSP_MAX_QUEUE_SIZE"):
-        load_settings()
+        check_start_up(load_settings())
 
 
 # -- a collector that is down, slow or a black hole ----------------------------------------------

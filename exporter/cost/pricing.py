@@ -19,6 +19,7 @@ from exporter.cost.price_file import PriceFile
 from exporter.cost.providers import StepModel
 from exporter.cost.rates import FREE, Price, step_cost
 from exporter.cost.table import PriceTable, table_version
+from exporter.families import COST, UNPRICED
 from exporter.figures import step_tokens
 from exporter.letta.models import Run, Step
 
@@ -151,8 +152,7 @@ class Pricing:
             return
         self._said.add(found.labels)
         log.warning(
-            "no price for model %r (provider %r): %s. Its tokens are counted in "
-            'letta_unpriced_tokens_total{model="%s"}, not in letta_run_cost_usd_total; give it a price in '
-            "LETTA_EXPORTER_PRICE_FILE (docs/cost.md)",
-            model, provider, why, model,
+            'no price for model %r (provider %r): %s. Its tokens are counted in %s{model="%s"}, not in %s; '
+            "give it a price in LETTA_EXPORTER_PRICE_FILE (docs/cost.md)",
+            model, provider, why, UNPRICED.exposed, model, COST.exposed,
         )  # fmt: skip

@@ -1,13 +1,9 @@
-"""Which optional endpoints this Letta server serves, learnt from its answers (docs/servers.md).
-
-Letta's generations differ: 0.11 has no ``/v1/runs/{id}/metrics`` or ``/trace``; Letta Cloud's
-published reference lists neither, nor ``/v1/runs/active``; 0.16.8 answers ``/trace`` with 501
-without ClickHouse and ``/v1/steps/`` with 400 whatever is asked. An endpoint that answers so is
-*missing*: that is said once in the log with what it costs, shown as
-``letta_exporter_endpoint_available{endpoint} 0``, it is not asked per run any more, and one caller
-probes it again every ``probe_interval`` seconds, since servers get upgraded. Until an endpoint has
-answered once, one caller asks and the others wait for that answer, so a missing endpoint costs one
-request, not one per enrichment worker.
+"""Which optional endpoints this Letta server serves, learnt from its answers (docs/servers.md has
+which generation lacks what). An endpoint a server answers as lacking it is *missing*: that is said
+once in the log with what it costs, shown as ``letta_exporter_endpoint_available{endpoint} 0``, it
+is not asked per run any more, and one caller probes it again every ``probe_interval`` seconds,
+since servers get upgraded. Until an endpoint has answered once, one caller asks and the others
+wait for that answer, so a missing endpoint costs one request, not one per enrichment worker.
 """
 
 from __future__ import annotations

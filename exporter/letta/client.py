@@ -19,13 +19,14 @@ import time
 import zlib
 from collections.abc import AsyncIterable, Callable
 from datetime import datetime
+from enum import StrEnum
 from operator import attrgetter
 from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from exporter import __version__
+from exporter import __version__, defaults
 from exporter.letta.budget import DecodeBudget, Hold
 from exporter.letta.errors import (
     LettaError,
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"letta-exporter/{__version__} (+https://github.com/letta-exporter/letta-exporter)"
 MAX_DETAIL_CHARS = 200
+MAX_PAGE = 1000  # Letta's largest page (limit=1..1000)
 # Decoded bytes one reply may hold: a page of 1,000 runs is about 2 MB. Also bounds what a
 # compressed reply can grow to in memory before it is refused.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -53,6 +55,14 @@ SHARED_BODY_BYTES = 8 * 1024 * 1024
 DECODE_BUDGET = DecodeBudget(SHARED_BODY_BYTES)
 INFLATE_PIECE = 256 * 1024
 BACKOFF_MAX = 30.0  # seconds: the longest wait between attempts, whatever Retry-After asks
+# The Runs API operations this client calls, by their operation IDs in Letta's API reference (a
+# member's value is its name in lower case): the endpoint label of letta_exporter_api_requests_total
+# and letta_exporter_endpoint_available, and the names the rest of the exporter knows them by.
+Endpoint = StrEnum(
+    "Endpoint",
+    "LIST_RUNS LIST_ACTIVE_RUNS LIST_STEPS LIST_STEPS_FOR_RUN RETRIEVE_RUN RETRIEVE_USAGE_FOR_RUN "
+    "RETRIEVE_METRICS_FOR_RUN RETRIEVE_TRACE_FOR_RUN RETRIEVE_AGENT RETRIEVE_TOOL",
+)
 ModelT = TypeVar("ModelT", bound=BaseModel)
 _HTTP_ERRORS: dict[int, type[LettaHTTPError]] = {404: LettaNotFound, 501: LettaNotImplemented}
 
@@ -150,8 +160,8 @@ class LettaClient:
         base_url: str,
         *,
         api_key: str | None = None,
-        timeout: float = 10.0,
-        max_retries: int = 3,
+        timeout: float = defaults.REQUEST_TIMEOUT,
+        max_retries: int = defaults.MAX_RETRIES,
         backoff_base: float = 0.25,
         max_requests_per_second: float = 0.0,
         max_connections: int = 12,
@@ -325,15 +335,15 @@ class LettaClient:
             params = _page_params("desc", page_size, param, cursor)
             if active:
                 params.append(("active", "true"))
-            return await self._get_list("list_runs", "/v1/runs/", Run, params, shortcut=shortcut)
+            return await self._get_list(Endpoint.LIST_RUNS, "/v1/runs/", Run, params, shortcut=shortcut)
 
-        return CursorWalk("list_runs", fetch, page_size=page_size, descending=True,
+        return CursorWalk(Endpoint.LIST_RUNS, fetch, page_size=page_size, descending=True,
                           behaviour=self.cursors, ident=attrgetter("id"), key=_run_key)  # fmt: skip
 
     async def list_active_runs(self) -> list[Run]:
         """``GET /v1/runs/active``: every run in flight, one unpaged list (Letta 0.11 has no ``active``
         filter on the run list; 0.16.8 has both; Letta Cloud's reference only the filter)."""
-        return await self._get_list("list_active_runs", "/v1/runs/active", Run)
+        return await self._get_list(Endpoint.LIST_ACTIVE_RUNS, "/v1/runs/active", Run)
 
     def iter_steps(
         self,
@@ -351,42 +361,46 @@ class LettaClient:
 
         async def fetch(param: Param | None, cursor: str | None) -> list[Step]:
             params = _page_params("asc", page_size, param, cursor) + window
-            return await self._get_list("list_steps", "/v1/steps/", Step, params, shortcut=shortcut)
+            return await self._get_list(Endpoint.LIST_STEPS, "/v1/steps/", Step, params, shortcut=shortcut)
 
-        return CursorWalk("list_steps", fetch, page_size=page_size, descending=False,
+        return CursorWalk(Endpoint.LIST_STEPS, fetch, page_size=page_size, descending=False,
                           behaviour=self.cursors, ident=attrgetter("id"))  # fmt: skip
 
     async def retrieve_run(self, run_id: str) -> Run:
-        return await self._get_model("retrieve_run", f"/v1/runs/{run_id}", Run)
+        return await self._get_model(Endpoint.RETRIEVE_RUN, f"/v1/runs/{run_id}", Run)
 
     async def run_usage(self, run_id: str) -> UsageStatistics:
-        return await self._get_model("retrieve_usage_for_run", f"/v1/runs/{run_id}/usage", UsageStatistics)
+        return await self._get_model(
+            Endpoint.RETRIEVE_USAGE_FOR_RUN, f"/v1/runs/{run_id}/usage", UsageStatistics
+        )
 
     async def run_metrics(self, run_id: str) -> RunMetrics:
-        return await self._get_model("retrieve_metrics_for_run", f"/v1/runs/{run_id}/metrics", RunMetrics)
+        return await self._get_model(
+            Endpoint.RETRIEVE_METRICS_FOR_RUN, f"/v1/runs/{run_id}/metrics", RunMetrics
+        )
 
-    async def run_steps(self, run_id: str, *, page_size: int = 1000) -> list[Step]:
+    async def run_steps(self, run_id: str, *, page_size: int = MAX_PAGE) -> list[Step]:
         """Every step of a run, oldest first (steps carry no ``created_at``: pages are checked by ID)."""
 
         async def fetch(param: Param | None, cursor: str | None) -> list[Step]:
             params = _page_params("asc", page_size, param, cursor)
-            return await self._get_list("list_steps_for_run", f"/v1/runs/{run_id}/steps", Step, params)
+            return await self._get_list(Endpoint.LIST_STEPS_FOR_RUN, f"/v1/runs/{run_id}/steps", Step, params)
 
-        walk = CursorWalk("list_steps_for_run", fetch, page_size=page_size, descending=False,
+        walk = CursorWalk(Endpoint.LIST_STEPS_FOR_RUN, fetch, page_size=page_size, descending=False,
                           behaviour=self.cursors, ident=attrgetter("id"))  # fmt: skip
         return [step async for page in walk for step in page]
 
-    async def run_trace(self, run_id: str, *, limit: int = 1000) -> list[dict[str, Any]]:
+    async def run_trace(self, run_id: str, *, limit: int = MAX_PAGE) -> list[dict[str, Any]]:
         rows = await self._get_json_list(
-            "retrieve_trace_for_run", f"/v1/runs/{run_id}/trace", [("limit", limit)]
+            Endpoint.RETRIEVE_TRACE_FOR_RUN, f"/v1/runs/{run_id}/trace", [("limit", limit)]
         )
         return [row for row in rows if isinstance(row, dict)]
 
     async def retrieve_agent(self, agent_id: str) -> Named:
-        return await self._get_model("retrieve_agent", f"/v1/agents/{agent_id}", Named)
+        return await self._get_model(Endpoint.RETRIEVE_AGENT, f"/v1/agents/{agent_id}", Named)
 
     async def retrieve_tool(self, tool_id: str) -> Named:
-        return await self._get_model("retrieve_tool", f"/v1/tools/{tool_id}", Named)
+        return await self._get_model(Endpoint.RETRIEVE_TOOL, f"/v1/tools/{tool_id}", Named)
 
 
 def _page_params(

@@ -1,11 +1,7 @@
-"""Cursor paging that is right whatever a server's list cursors mean.
-
-Letta's servers disagree on what ``before`` and ``after`` mean (docs/architecture.md, "Paging"):
-the published spec, and Letta Cloud, read them relative to the sort order; self-hosted Letta 0.16.8
-reads them the other way round on the run list, and as the spec on the steps list. So no meaning is
-assumed: each next page is checked against the row it continues from, and a page that did not move
-strictly past that row was read with the wrong parameter and is read again with the other one. What
-worked is remembered per list, since one server answers differently on different lists.
+"""Cursor paging that is right whatever a server's list cursors mean (docs/architecture.md, "Paging",
+has what each server's mean). No meaning is assumed: each next page is checked against the row it
+continues from, and a page that did not move strictly past that row was read with the wrong
+parameter and is read again with the other one. What worked is remembered per list.
 """
 
 from __future__ import annotations

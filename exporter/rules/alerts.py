@@ -1,7 +1,7 @@
 """The project's alerts, declared once.
 
 Each threshold lives here and nowhere else: rules/letta-exporter.rules.yml, the dashboards
-(dashboards/generate.py reads them with ``threshold()``) and the alert tables of README.md,
+(dashboards/generate.py reads them with ``threshold()``) and the alert tables of
 docs/dashboards.md and the rules file's header are all generated from this list by
 ``python rules/generate.py`` (tests/test_alert_declarations.py fails while one of them is stale).
 
@@ -31,7 +31,6 @@ ALERTS: tuple[Alert, ...] = (
         "{{- end }} Letta run metrics are not being updated.",
         fires_when='Prometheus cannot scrape the exporter (`up == 0`, label `reason="scrape_failed"`), or '
         'the exporter cannot reach the Letta API (`letta_exporter_up == 0`, `reason="letta_unreachable"`)',
-        brief="the exporter cannot be scraped, or cannot reach Letta",
     ),
     Alert(
         name="LettaExporterUnauthorized",
@@ -48,7 +47,6 @@ ALERTS: tuple[Alert, ...] = (
         fires_when="Letta answers 401/403 to the exporter's polls "
         '(`letta_exporter_poll_failures_total{reason="unauthorized"}` rose within 5 min while '
         "`letta_exporter_up` is 0): the API key is missing, wrong or may not read runs",
-        brief="Letta answers 401/403 to the exporter's API key (check `LETTA_API_KEY`)",
     ),
     Alert(
         name="LettaExporterFallingBehind",
@@ -66,7 +64,6 @@ ALERTS: tuple[Alert, ...] = (
         "(LETTA_EXPORTER_ENRICH_*). Nothing is lost: the backlog waits in Letta.",
         fires_when="`letta_exporter_oldest_unrecorded_run_age_seconds` above ${age}: Letta finishes runs "
         "faster than the exporter reads them; the backlog waits in Letta, nothing is lost",
-        brief="a finished run has waited more than ${age} to be recorded (the exporter is behind Letta)",
     ),
     Alert(
         name="LettaExporterPollingStale",
@@ -85,7 +82,6 @@ ALERTS: tuple[Alert, ...] = (
         "reachable: its poll loop may be stuck. New runs are not being counted.",
         fires_when="no poll has completed for more than ${age} while the exporter still reports Letta as "
         "reachable: a hung poll loop (when Letta is unreachable, LettaExporterDown fires instead)",
-        brief="no successful poll for over ${age} while Letta counts as reachable",
     ),
     Alert(
         name="LettaExporterNotRecording",
@@ -101,7 +97,6 @@ ALERTS: tuple[Alert, ...] = (
         "Run counts are not being updated.",
         fires_when="finished runs have waited five polls in a row and none was recorded "
         "(`letta_exporter_not_recording`): the log names what they wait for",
-        brief="finished runs are seen but none is recorded for five polls",
     ),
     Alert(
         name="LettaEndpointMissing",
@@ -118,7 +113,6 @@ ALERTS: tuple[Alert, ...] = (
         "LETTA_EXPORTER_TRACE_PROBE_INTERVAL.",
         fires_when="Letta lacks an endpoint the exporter reads (`letta_exporter_endpoint_available == 0`): "
         "its figures come from their next source, the log names what is lost",
-        brief="Letta lacks an endpoint the exporter reads (its figures come from the next source)",
     ),
     Alert(
         name="LettaApiErrorsHigh",
@@ -135,7 +129,6 @@ ALERTS: tuple[Alert, ...] = (
         fires_when="more than ${ratio} of the exporter's Letta API requests fail over 5 min: 5xx, a 4xx "
         "other than 404 and 429, a timeout or a transport error (404s are normal: traces may be "
         "unavailable, runs may be deleted)",
-        brief="over ${ratio} of Letta API requests fail (5xx, timeouts, transport errors)",
     ),
     Alert(
         name="LettaApiRateLimited",
@@ -151,7 +144,6 @@ ALERTS: tuple[Alert, ...] = (
         "429: the floor (1 request/s) is still too much for this Letta plan, or another client shares "
         "the key. Lower LETTA_EXPORTER_MAX_REQUESTS_PER_SECOND or the enrichment.",
         fires_when="more than ${ratio} of the exporter's Letta API requests are answered 429 over 5 min",
-        brief="over ${ratio} of Letta API requests get 429",
     ),
     Alert(
         name="LettaRunFailureRatioHigh",
@@ -168,7 +160,6 @@ ALERTS: tuple[Alert, ...] = (
         "why (llm_api_error, error, ...) and its Agents table which agents.",
         fires_when="more than ${ratio} of the runs that finished in the last 5 min failed, with at least "
         "${min_runs} runs in those 5 min (per job)",
-        brief="over ${ratio} of finished runs failed (at least ${min_runs} runs in 5 min)",
     ),
     Alert(
         name="LettaRunTTFTHigh",
@@ -182,7 +173,6 @@ ALERTS: tuple[Alert, ...] = (
         "wait for the first token: check the LLM provider's latency and the agents' context size.",
         fires_when="the p95 time to first token over 5 min is above ${p95} (per job; runs without a TTFT "
         "are not counted)",
-        brief="TTFT p95 above ${p95}",
     ),
     Alert(
         name="LettaRunsStuck",
@@ -197,7 +187,6 @@ ALERTS: tuple[Alert, ...] = (
         "(threshold ${age}). It is probably stuck: find it with Letta's runs API (status running or "
         "created) and cancel it.",
         fires_when="the oldest run still created or running is older than ${age}",
-        brief="the oldest run in flight is older than ${age}",
     ),
     Alert(
         name="LettaSpendOverBudget",
@@ -216,7 +205,6 @@ ALERTS: tuple[Alert, ...] = (
         "in them (letta_unpriced_tokens_total counts their tokens).",
         fires_when="the estimated spend of the last 24 hours (`letta_run_cost_usd_total`, per job) is above "
         "${budget}: a daily budget to set to your own (models without a price are not in it)",
-        brief="estimated spend over the last 24 hours above ${budget} (set your own budget)",
     ),
 )
 

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exporter.config import parse_buckets
-from exporter.metrics import DEFAULT_DURATION_BUCKETS, DEFAULT_TTFT_BUCKETS
+from exporter.defaults import DURATION_BUCKETS, TTFT_BUCKETS
 from exporter.rules import slo_rules
 from exporter.rules.slo import BUCKET_SETTINGS, SloError, SloFile, load
 
 EXIT_USAGE = 2
-DEFAULTS: dict[str, tuple[float, ...]] = {"ttft": DEFAULT_TTFT_BUCKETS, "duration": DEFAULT_DURATION_BUCKETS}
+DEFAULTS: dict[str, tuple[float, ...]] = {"ttft": TTFT_BUCKETS, "duration": DURATION_BUCKETS}
 
 
 def parser() -> argparse.ArgumentParser:

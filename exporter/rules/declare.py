@@ -121,8 +121,8 @@ class Group:
 @dataclass(frozen=True)
 class Alert:
     """One alert, declared once. ``expr`` takes each threshold's PromQL form; ``summary``,
-    ``description``, ``fires_when`` (the docs' and rules file's tables) and ``brief`` (README's
-    table) take its text form, and ``${for}`` the ``for:`` duration spoken ("15 minutes")."""
+    ``description`` and ``fires_when`` (the tables of docs/dashboards.md and the rules file) take its
+    text form, and ``${for}`` the ``for:`` duration spoken ("15 minutes")."""
 
     name: str
     severity: Literal["info", "warning", "critical"]
@@ -131,7 +131,6 @@ class Alert:
     summary: str
     description: str
     fires_when: str
-    brief: str
     thresholds: Mapping[str, Threshold] = field(default_factory=dict)
     comment: str = ""
 

@@ -1,11 +1,10 @@
-"""The alert tables the docs carry, made from the alert declarations: Markdown for README.md (brief)
-and docs/dashboards.md (full), plain text for the rules file's header."""
+"""The alert tables made from the alert declarations: Markdown for docs/dashboards.md, plain text for
+the rules file's header."""
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from typing import Literal
 
 from exporter.rules.declare import Alert
 
@@ -14,18 +13,18 @@ END = "<!-- alerts-table:end -->"
 HEAD = ("alert", "severity", "fires when", "for")
 
 
-def _cells(alert: Alert, text: Literal["fires_when", "brief"]) -> tuple[str, str, str, str]:
-    return alert.name, alert.severity, alert.say(getattr(alert, text)), alert.for_
+def _cells(alert: Alert) -> tuple[str, str, str, str]:
+    return alert.name, alert.severity, alert.say(alert.fires_when), alert.for_
 
 
-def markdown_table(alerts: Sequence[Alert], text: Literal["fires_when", "brief"]) -> str:
-    rows = [HEAD, ("---",) * 4, *(_cells(a, text) for a in alerts)]
+def markdown_table(alerts: Sequence[Alert]) -> str:
+    rows = [HEAD, ("---",) * 4, *map(_cells, alerts)]
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def text_table(alerts: Sequence[Alert], width: int = 64) -> str:
     """Fixed-width, the long column wrapped: readable in a comment."""
-    rows = [_cells(a, "fires_when") for a in alerts]
+    rows = [_cells(a) for a in alerts]
     widths = [max(len(HEAD[i]), *(len(r[i]) for r in rows)) for i in (0, 1)]
     widths += [width, max(len(HEAD[3]), *(len(r[3]) for r in rows))]
 

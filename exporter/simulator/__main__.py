@@ -8,9 +8,9 @@ import sys
 import threading
 from types import FrameType
 
-from exporter.simulator.config import GENERATIONS, STEP_RUN_IDS, TRACE_MODES, SimConfig
 from exporter.simulator.faults import Faults
 from exporter.simulator.sim import Simulator
+from exporter.simulator.simconfig import GENERATIONS, STEP_RUN_IDS, TRACE_MODES, SimConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

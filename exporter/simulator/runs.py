@@ -13,7 +13,7 @@ import random
 import uuid
 from dataclasses import dataclass, replace
 
-from exporter.simulator.config import SimConfig
+from exporter.simulator.simconfig import SimConfig
 
 US_PER_S = 1_000_000
 UNKNOWN_STOP_REASONS = ("quota_exhausted", "tool_execution_timeout")

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from exporter.simulator.config import SimConfig
 from exporter.simulator.faults import Faults
-from exporter.simulator.http import App, RequestRecord, Server
+from exporter.simulator.routes import App, RequestRecord, Server
+from exporter.simulator.simconfig import SimConfig
 from exporter.simulator.truth import TruthRun
 from exporter.simulator.world import World
 

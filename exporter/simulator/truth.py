@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from exporter.simulator.traces import TruthSpan
+from exporter.simulator.trace_store import TruthSpan
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from exporter.simulator import shapes, shapes_011
-from exporter.simulator.config import SimConfig
 from exporter.simulator.runs import (
     TOOL_NAMES,
     US_PER_S,
@@ -40,8 +39,9 @@ from exporter.simulator.runs import (
     make_agents,
     make_tools,
 )
+from exporter.simulator.simconfig import SimConfig
 from exporter.simulator.stepindex import AFTER_IDS, Key, StepIndex
-from exporter.simulator.traces import TruthSpan, trace_of
+from exporter.simulator.trace_store import TruthSpan, trace_of
 from exporter.simulator.truth import USAGE_KEYS, TruthRun, TruthStep, TruthTotals
 
 ACTIVE_STATUSES = frozenset({"created", "running"})

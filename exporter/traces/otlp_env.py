@@ -8,6 +8,7 @@ import os
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from exporter.defaults import OTEL_BSP
 from exporter.traces.spans import AttributePolicy
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -39,11 +40,11 @@ def otlp_protocol() -> str:
     return DEFAULT_PROTOCOL
 
 
-def _bsp(name: str, default: int) -> int:
+def _bsp(name: str) -> int:
     # OTEL_BSP_* as the SDK's BatchSpanProcessor reads them; on a bad value it only logs.
     raw = os.environ.get(f"OTEL_BSP_{name}", "").strip()
     try:
-        value = int(raw) if raw else default
+        value = int(raw) if raw else OTEL_BSP[name]
     except ValueError:
         raise ValueError(f"OTEL_BSP_{name} must be a whole number, got {raw!r}") from None
     if value <= 0:
@@ -53,17 +54,19 @@ def _bsp(name: str, default: int) -> int:
 
 def batch_settings() -> dict[str, float]:
     return {
-        "max_queue": _bsp("MAX_QUEUE_SIZE", 2048),
-        "max_batch": _bsp("MAX_EXPORT_BATCH_SIZE", 512),
-        "delay": _bsp("SCHEDULE_DELAY", 5000) / 1000.0,  # milliseconds in the variable
+        "max_queue": _bsp("MAX_QUEUE_SIZE"),
+        "max_batch": _bsp("MAX_EXPORT_BATCH_SIZE"),
+        "delay": _bsp("SCHEDULE_DELAY") / 1000.0,  # milliseconds in the variable
     }
 
 
-def check_environment() -> None:
-    """Raise ``ValueError`` naming the variable when the OTel settings cannot work."""
-    otlp_protocol()
-    batch_settings()
-    AttributePolicy.from_settings("")
+def check_environment(setting: bool | None) -> None:
+    """Raise ``ValueError`` naming the variable when trace export is on and the OTel settings cannot
+    work (the command line checks this at start-up)."""
+    if tracing_enabled(setting):
+        otlp_protocol()
+        batch_settings()
+        AttributePolicy.from_settings("")
 
 
 def make_span_exporter() -> SpanExporter:

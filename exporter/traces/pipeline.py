@@ -1,17 +1,11 @@
 """From a recorded run to OTLP: spans built on the poll loop, queued, exported in the background.
 
 ``TracePipeline.submit`` is called once per finalised run, right after its metrics are recorded. It
-turns the run's ``/trace`` rows (or, without any, a synthesised trace) into spans and puts them in a
-bounded queue, never waiting on the network. The OpenTelemetry SDK's batch span processor sends
-batches with its OTLP exporter (gRPC or HTTP/protobuf), which retries transient failures with
-backoff. Every span ends up counted once in ``letta_exporter_spans_exported_total{result}``:
-``success``, ``failure`` (the endpoint refused it or stayed unreachable through the retries) or
-``dropped`` (the queue was full, or it was still queued at shutdown). A run's spans are queued whole
-or not at all.
-
-Configuration is OpenTelemetry's own: ``OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,
-TIMEOUT,COMPRESSION,CERTIFICATE,CLIENT_KEY,CLIENT_CERTIFICATE,INSECURE}``, read by the SDK exporter,
-and ``OTEL_BSP_{MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE,SCHEDULE_DELAY}`` for the queue.
+turns the run's ``/trace`` rows (or, without any, a synthesised trace) into spans and queues them,
+whole or not at all, never waiting on the network; the OpenTelemetry SDK's batch span processor
+sends them with its OTLP exporter. Every span ends up counted once in
+``letta_exporter_spans_exported_total{result}``. The variables it reads and what each result means:
+docs/traces.md ("Configuration", "Delivery").
 """
 
 from __future__ import annotations
@@ -19,11 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import Counter
 
+from exporter.defaults import OTEL_BSP
+from exporter.families import Result
 from exporter.figures import Reads
 from exporter.letta.models import Run
 from exporter.traces.otlp_env import (
@@ -39,8 +35,6 @@ from exporter.traces.synth import synthesise
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
-
-    from exporter.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +61,9 @@ class TracePipeline:
         policy: AttributePolicy | None = None,
         synthesis: bool = True,
         reparent_orphans: bool = False,
-        max_queue: int = 2048,
-        max_batch: int = 512,
-        delay: float = 5.0,
+        max_queue: int = OTEL_BSP["MAX_QUEUE_SIZE"],
+        max_batch: int = OTEL_BSP["MAX_EXPORT_BATCH_SIZE"],
+        delay: float = OTEL_BSP["SCHEDULE_DELAY"] / 1000.0,
         on_malformed: Callable[[int], None] | None = None,
     ) -> None:
         self.exporter = exporter
@@ -119,7 +113,7 @@ class TracePipeline:
                 log.warning("trace queue full (%d spans): dropping traces until the OTLP endpoint "
                             "catches up", self.max_queue)  # fmt: skip
         if not admitted:
-            self.counter.labels("dropped").inc(len(spans))
+            self.counter.labels(Result.DROPPED).inc(len(spans))
             return False
         for span in spans:  # all sampled (spans.py), so on_end queues each one
             self.processor.on_end(span)
@@ -140,7 +134,7 @@ class TracePipeline:
         except Exception:
             log.exception("OTLP span export raised")
             ok = False
-        self.counter.labels("success" if ok else "failure").inc(len(batch))
+        self.counter.labels(Result.SUCCESS if ok else Result.FAILURE).inc(len(batch))
         with self._lock:
             was_failing, self._failing = self._failing, not ok
             self._dropping &= not ok
@@ -165,7 +159,7 @@ class TracePipeline:
             self._closed = True
             left = self.queued
         if left:
-            self.counter.labels("dropped").inc(left)
+            self.counter.labels(Result.DROPPED).inc(left)
             log.warning("%d trace spans were still queued at shutdown and are lost", left)
         # Interrupts the exporter's retry backoff and closes its connections; a batch still in
         # flight ends as a failure.
@@ -192,20 +186,14 @@ def _within(timeout: float, call: Callable[[], object]) -> bool:
 
 
 def build_pipeline(
-    settings: Settings, counter: Counter, *, on_malformed: Callable[[int], None] | None = None
+    counter: Counter, *, traces: bool | None, denylist: str, **options: Any
 ) -> TracePipeline | None:
-    """The pipeline the settings and ``OTEL_*`` variables ask for, or ``None`` with tracing off."""
-    if not tracing_enabled(settings.traces):
+    """The pipeline the ``traces`` switch and ``OTEL_*`` variables ask for, or ``None`` with tracing
+    off; ``denylist`` and ``options`` as TracePipeline takes them."""
+    if not tracing_enabled(traces):
         return None
-    pipeline = TracePipeline(
-        make_span_exporter(),
-        counter,
-        policy=AttributePolicy.from_settings(settings.trace_attribute_denylist),
-        synthesis=settings.trace_synthesis,
-        reparent_orphans=settings.trace_reparent_orphans,
-        on_malformed=on_malformed,
-        **batch_settings(),
-    )
+    policy = AttributePolicy.from_settings(denylist)
+    pipeline = TracePipeline(make_span_exporter(), counter, policy=policy, **options, **batch_settings())
     log.info(
         "exporting run traces over OTLP (%s) to %s", otlp_protocol(),
         configured_endpoint() or "the default local endpoint",

@@ -1,14 +1,7 @@
 """A trace for a run Letta kept none for (``/trace`` answered 501, or ``[]``), built from the run and
-its steps.
-
-Shape: one root span for the run (``created_at`` → ``completed_at``; ERROR with the stop reason for
-failed runs; a ``time_to_first_token_ms`` event at the time to first token) and one child span per
-step, named ``agent_step`` as in Letta's own traces, carrying the OpenTelemetry GenAI attributes.
-Letta's steps carry no timestamps, so the step spans share the run's time evenly, in order.
-
-IDs are deterministic: the trace ID is the steps' ``trace_id`` where Letta recorded one (so links
-from Letta resolve), else derived from the run ID; span IDs are derived from the run and step IDs.
-Sending the same run again therefore produces the same spans, which backends deduplicate.
+its steps: a root span for the run and one ``agent_step`` span per step, their IDs derived from the
+run's and steps' (or the steps' ``trace_id``), so the same run always gives the same spans. The
+shape and the attributes: docs/traces.md ("No trace storage").
 """
 
 from __future__ import annotations

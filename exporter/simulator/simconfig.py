@@ -30,7 +30,7 @@ class SimConfig:
     api_key: str | None = None
     # "501": /trace answers as a server without ClickHouse (the self-hosted default).
     # "rows": as a server with ClickHouse: otel_traces rows for every finished run whose steps carry a
-    # trace_id, [] for the others (see simulator/traces.py). "empty": [] for every run.
+    # trace_id, [] for the others (see simulator/trace_store.py). "empty": [] for every run.
     trace_mode: str = "501"
     # Letta 0.16.8 leaves ttft_ns null on runs of its current agent loop; the TTFT is then only in
     # the trace (the time_to_first_token span's event, in whole ms). Truth keeps that ms value.
@@ -46,7 +46,7 @@ class SimConfig:
     # every order (order=desc&before=X lists older runs; order=asc&after=X earlier ones, which is why
     # that capture came back empty), and whose GET /v1/steps/ answers 400 to every request.
     # "cloud": the spec without what Letta Cloud's published reference lacks (/v1/runs/{id}/metrics,
-    # /trace, /v1/runs/active answer 404). "letta-0.11": the jobs era (shapes_011.py, http_011.py).
+    # /trace, /v1/runs/active answer 404). "letta-0.11": the jobs era (shapes_011.py, routes_011.py).
     generation: str = "spec"
     # run_id on step rows: "always" (0.16.8 fills it for every run), or "async_only", as the spec's
     # description of the field allows ("only included for async calls"): null unless the run is a

@@ -19,9 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from exporter.simulator import http_011, shapes, shapes_011
-from exporter.simulator.config import SimConfig
+from exporter.simulator import routes_011, shapes, shapes_011
 from exporter.simulator.faults import BAD_GATEWAY_HTML, FaultPicker, Faults, truncate
+from exporter.simulator.simconfig import SimConfig
 from exporter.simulator.wire import Params, Response, json_response
 from exporter.simulator.world import RunFilter, UnknownCursor, World
 
@@ -100,7 +100,7 @@ class App:
             case ["v1", "steps"]:
                 return self.list_steps(params)
             case ["v1", "runs", *rest]:
-                runs = http_011.runs if self.config.jobs_era else self._runs
+                runs = routes_011.runs if self.config.jobs_era else self._runs
                 if (response := runs(self.world, rest, params)) is not None:
                     return response
             case ["v1", "agents", agent_id]:
