@@ -38,7 +38,7 @@ class StreamOptions:
     )  # auto: the stream where it is served and checks out; stream: no checks
     page_size: int = MAX_PAGE
     max_pages: int = 20  # a poll's window reads no more; runs it would not fit are read per run
-    margin: float = 1.0  # seconds each side of the window, for the servers' timestamp rounding
+    margin: float = 0.25  # seconds each side of the window, for the servers' timestamp rounding
     max_looks: int = 3  # windows that may fail to cover a run before it is read per run
     check_first: int = 5  # the first runs the stream covers are read per run as well, to compare
     check_every: int = 500  # and then one in this many
@@ -64,6 +64,7 @@ class StepsStream:
         self._check_every = options.check_every if checking else 0
         self.covered = 0  # runs whose steps came from the stream
         self.step_rate: float | None = None  # steps per second of Letta time, from the last reads
+        self._cut_off = 0  # windows in a row cut off at max_pages
 
     # -- the workers' side ---------------------------------------------------------------------------
 
@@ -114,9 +115,16 @@ class StepsStream:
             self.availability.probe_failed(ENDPOINT)
             self._not_covered(fits)
             raise
-        if steps is None:  # more pages than a poll spends: no run can be known covered
-            self._not_covered(fits)
+        if steps is None:
+            # More pages than a poll spends: no run can be known covered, but none is to blame: the
+            # step rate learnt from it narrows the next window. A window that cannot narrow enough (a
+            # burst of runs made in the same moment) sends its runs to per-run reads after a few.
+            self._cut_off += 1
+            if self._cut_off >= self.options.max_looks:
+                self._cut_off = 0
+                self._per_run(fits)
             return
+        self._cut_off = 0
         self.availability.answered(ENDPOINT)
         unnamed = sum(1 for step in steps if step.run_id is None)
         if unnamed:
@@ -142,7 +150,9 @@ class StepsStream:
         per_run = [entry for entry in waiting if not (entry.run.created_at and entry.run.completed_at)]
         if not self.step_rate:
             return placed, per_run
-        widest = timedelta(seconds=self.options.max_pages * self.options.page_size * 0.8 / self.step_rate)
+        # The runs' span, the margins aside, that a window of max_pages holds at the rate seen.
+        fit = self.options.max_pages * self.options.page_size * 0.8 / self.step_rate
+        widest = timedelta(seconds=max(0.0, fit - 2 * self.options.margin))
         fits: list[PendingRun] = []
         end: datetime | None = None
         for entry in placed:
@@ -166,18 +176,20 @@ class StepsStream:
         cuts = [start + (end - start) * i / count for i in range(1, count)]
         starts = [start, *(cut - _EPSILON for cut in cuts)]
         slices = list(zip(starts, [*(cut + _EPSILON for cut in cuts), end], strict=True))
-        budget = max(1, options.max_pages // count)
-        read = await asyncio.gather(*(self._read_slice(a, b, runs, budget) for a, b in slices))
-        rows = {step.id: step for part in read if part is not None for step in part}
-        if any(part is None for part in read):
-            self._learn_rate(len(rows) * 2, start, end)  # at least this dense: narrow the next one
+        # The window is sized to hold max_pages; each slice may read as many, since steps do not
+        # spread evenly over time (a slice cut off means the rate seen was far off).
+        read = await asyncio.gather(*(self._read_slice(a, b, runs, options.max_pages) for a, b in slices))
+        rows = {step.id: step for part, _ in read for step in part}
+        if not all(complete for _, complete in read):
+            self._learn_rate(len(rows) * 2, start, end, at_least=True)  # narrow the next one
             return None
         self._learn_rate(len(rows), start, end)
         return [step for step in rows.values() if step.run_id is None or step.run_id in runs]
 
     async def _read_slice(
         self, start: datetime, end: datetime, runs: set[str], budget: int
-    ) -> list[Step] | None:
+    ) -> tuple[list[Step], bool]:
+        """The slice's steps, and whether they are all of them (not cut off at ``budget`` pages)."""
         rows: list[Step] = []
         pages = 0
         walk = self.client.iter_steps(start=start, end=end, page_size=self.options.page_size,
@@ -186,13 +198,17 @@ class StepsStream:
             rows.extend(page)
             pages += 1
             if pages >= budget and len(page) >= self.options.page_size:
-                return None
-        return rows
+                return rows, False
+        return rows, True
 
-    def _learn_rate(self, rows: int, start: datetime, end: datetime) -> None:
-        seconds = max((end - start).total_seconds(), 1.0)
-        rate = rows / seconds
-        self.step_rate = rate if self.step_rate is None else 0.5 * (self.step_rate + rate)
+    def _learn_rate(self, rows: int, start: datetime, end: datetime, *, at_least: bool = False) -> None:
+        """Steps per second of the last window, averaged with what was known; a window cut off only
+        says the rate is at least so much, which is taken at once (the next window must fit)."""
+        rate = rows / max((end - start).total_seconds(), 0.001)
+        if self.step_rate is None or at_least:
+            self.step_rate = max(rate, self.step_rate or 0.0)
+        else:
+            self.step_rate = 0.5 * (self.step_rate + rate)
 
     def _cover(self, runs: list[PendingRun], steps: list[Step]) -> None:
         by_run: dict[str, list[Step]] = {}

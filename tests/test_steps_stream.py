@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -195,6 +196,50 @@ def test_a_window_asks_for_the_runs_span_on_lettas_clock() -> None:
     listed = run_json("run-1", created_at="2026-12-06T10:00:00.000000Z", completed_at="2026-12-06T10:00:05")
     drive(server, [listed], polls=2, steps_source="stream")
     assert seen and seen[0]["order"] == ["asc"]
-    assert seen[0]["start_date"] == ["2026-12-06T09:59:59+00:00"]
-    assert seen[0]["end_date"] == ["2026-12-06T10:00:06+00:00"]
+    assert seen[0]["start_date"] == ["2026-12-06T09:59:59.750000+00:00"]
+    assert seen[0]["end_date"] == ["2026-12-06T10:00:05.250000+00:00"]
     assert json.dumps(seen[0]).count("limit") == 1
+
+
+def test_a_window_too_big_for_a_poll_narrows_to_what_fits_and_every_run_is_covered(sim_factory) -> None:
+    """A backlog whose steps span more pages than a poll spends: the first window is cut off, the
+    step rate it shows narrows the next ones to the oldest runs that fit, and no run is sent to
+    per-run reads for it."""
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim, enrich_metrics=False)
+        stream = exporter.poller.stream
+        stream.options = replace(stream.options, page_size=20, max_pages=10)
+        await exporter.poller.tick()
+        sim.set_rate(60)
+        await asyncio.sleep(2.5)  # a backlog made over a few seconds, while the exporter is away
+        sim.set_rate(0)
+        await settle(exporter, sim)
+        return exporter, stream
+
+    exporter, stream = run(scenario())
+    truth = sim.truth()
+    assert len(truth) > 80
+    assert_matches_truth(served_samples(exporter), truth)
+    assert stream.step_rate is not None and stream.covered == len(truth)
+    assert requests_to(sim, "/steps") == 5  # the cross-checks alone
+    assert stream_reads(sim) > len(truth) * 2 / 200  # several windows, each at most ten pages
+
+
+def test_a_burst_no_window_can_hold_is_read_per_run_after_a_few_cut_off_windows(sim_factory) -> None:
+    """Runs made in the same moment share every window: when their steps cannot fit the pages a poll
+    spends, narrowing cannot help, and after a few cut-off windows they are read per run."""
+    sim = sim_factory()
+
+    async def scenario():
+        exporter = make_exporter(sim, enrich_metrics=False)
+        stream = exporter.poller.stream
+        stream.options = replace(stream.options, page_size=20, max_pages=2)
+        await poll_new_runs(exporter, sim, 60)
+        return exporter, stream
+
+    exporter, stream = run(scenario())
+    assert_matches_truth(served_samples(exporter), sim.truth())
+    assert stream.covered == 0
+    assert requests_to(sim, "/steps") == 60
