@@ -28,7 +28,7 @@ DOCS = sorted((ROOT / "docs").glob("*.md"))
 NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 10: "ten", 20: "twenty"}
 # The few other words the docs use for the code's numbers: a KeyError means a number changed.
 FRACTIONS = {4: "quarter", 40: "fortieth"}
-SPANS = {1.0: "a second's", 3600.0: "hour"}
+SPANS = {0.25: "a quarter second's", 1.0: "a second's", 3600.0: "hour"}
 
 
 def text(name: str) -> str:
