@@ -370,6 +370,7 @@ def test_every_exporter_setting_is_reachable_through_values() -> None:
                 "otlp.attributeDenylist=parameter.*",
                 "otlp.probeInterval=5m",
                 "config.maxRequestsPerSecond=400",
+                "config.priceFile=/etc/letta-exporter/prices.yaml",
             ],
         ),
     ]:

@@ -68,6 +68,12 @@ From a parent chart that lists this chart as a dependency named `letta-exporter`
   value: {{ $c.enrich.steps | toString | quote }}
 - name: LETTA_EXPORTER_ENRICH_TRACE
   value: {{ $c.enrich.trace | toString | quote }}
+- name: LETTA_EXPORTER_STEPS_SOURCE
+  value: {{ $c.stepsSource | quote }}
+{{- with $c.priceFile }}
+- name: LETTA_EXPORTER_PRICE_FILE
+  value: {{ . | quote }}
+{{- end }}
 - name: LETTA_EXPORTER_AGENT_LABEL
   value: {{ $c.agentLabel | toString | quote }}
 - name: LETTA_EXPORTER_MAX_AGENTS
