@@ -1061,16 +1061,16 @@ def agent_detail() -> dict:
     )
 
 
+def value_map(*entries: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """Grafana value mappings, one (value, colour, text) each."""
+    options = {
+        value: {"color": color, "index": i, "text": text} for i, (value, color, text) in enumerate(entries)
+    }
+    return [{"type": "value", "options": options}]
+
+
 def exporter_health() -> dict:
-    up_mappings = [
-        {
-            "type": "value",
-            "options": {
-                "0": {"color": "red", "index": 0, "text": "DOWN"},
-                "1": {"color": "green", "index": 1, "text": "UP"},
-            },
-        }
-    ]
+    up_mappings = value_map(("0", "red", "DOWN"), ("1", "green", "UP"))
     api = "letta_exporter_api_requests_total"
     panels: list[Panel] = [
         row("Status"),
@@ -1202,6 +1202,46 @@ def exporter_health() -> dict:
                 target(rate("letta_exporter_runs_lost_total", SEL), "runs lost", "C"),
             ],
             w=8,
+        ),
+        timeseries(
+            "Where finished runs went",
+            "Per second: finished runs the exporter took in to be recorded, the runs it recorded "
+            "(letta_runs_total) and the runs it gave up, by reason. Taken in = recorded + lost, a "
+            "moment later: never a silent zero (docs/servers.md).",
+            "ops",
+            [
+                target(rate("letta_exporter_runs_finished_seen_total", SEL), "taken in", "A"),
+                target(rate("letta_runs_total", SEL), "recorded", "B"),
+                target(rate("letta_exporter_runs_lost_total", SEL, "reason"), "lost {{reason}}", "C"),
+            ],
+            w=8,
+        ),
+        stat(
+            "Letta endpoints served",
+            "Per optional Letta endpoint, as learnt from the server's answers: served, or missing (its "
+            "figures come from their next source; the exporter's log says what is lost; "
+            "LettaEndpointMissing fires). list_steps is the steps stream. docs/servers.md.",
+            "none",
+            [target(f"min by (endpoint) (letta_exporter_endpoint_available{{{SEL}}})", "{{endpoint}}")],
+            w=8,
+            steps=((None, "orange"), (1, "green")),
+            color_mode="background",
+            graph_mode="none",
+            text_mode="value_and_name",
+            mappings=value_map(("0", "orange", "missing"), ("1", "green", "served")),
+        ),
+        stat(
+            "Recording",
+            "letta_exporter_not_recording per instance: STALLED while finished runs have waited five "
+            "polls in a row and none was recorded (the log names what they wait for; "
+            "LettaExporterNotRecording fires), else OK.",
+            "none",
+            [target(f"max by (instance) (letta_exporter_not_recording{{{SEL}}})", "{{instance}}")],
+            w=8,
+            steps=((None, "green"), (1, "red")),
+            color_mode="background",
+            graph_mode="none",
+            mappings=value_map(("0", "green", "OK"), ("1", "red", "STALLED")),
         ),
         timeseries(
             "Falling behind",
