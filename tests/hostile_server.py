@@ -6,6 +6,7 @@ from a misbehaving server or proxy. Each route is a function of the request retu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -165,3 +166,22 @@ class HostileLetta:
             match = [r for r in self.runs if isinstance(r, dict) and r.get("id") == run_id]
             return json_reply(match[0]) if match else json_reply({"detail": "Run not found"}, 404)
         return json_reply({"detail": "Not Found"}, 404)
+
+
+def poll_with(server: HostileLetta, exporter: Any, runs: list[dict[str, Any]], polls: int) -> None:
+    """A baseline poll of the empty server, then ``runs`` served and ``polls`` polls, each followed by
+    the enrichment of what it found (and a moment for looks on a delay); the server is stopped after."""
+
+    async def scenario() -> None:
+        await exporter.poller.tick()
+        server.runs = runs
+        for _ in range(polls):
+            await exporter.poller.tick()
+            await exporter.enricher.join()
+            await asyncio.sleep(0.1)
+        await exporter.client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()

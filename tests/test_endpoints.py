@@ -20,7 +20,7 @@ from exporter.app import build_exporter
 from exporter.config import Settings
 from exporter.letta.availability import EndpointAvailability
 from exporter.letta.models import Run
-from tests.hostile_server import HostileLetta, Reply, json_reply, run_json
+from tests.hostile_server import HostileLetta, Reply, json_reply, poll_with, run_json
 from tests.support import runs_counted, select, served_samples
 
 UNKNOWN_ROUTE = json_reply({"detail": "Not Found"}, 404)
@@ -36,22 +36,6 @@ def exporter_for(server: HostileLetta, **settings: object):
     return exporter
 
 
-def drive(server: HostileLetta, exporter, runs: list[dict], ticks: int = 3) -> None:
-    async def scenario() -> None:
-        await exporter.poller.tick()  # baseline on an empty server
-        server.runs = runs
-        for _ in range(ticks):
-            await exporter.poller.tick()
-            await exporter.enricher.join()
-            await asyncio.sleep(0.1)
-        await exporter.client.aclose()
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        server.stop()
-
-
 def calls(server: HostileLetta, suffix: str) -> int:
     return sum(1 for path in server.requests if path.endswith(suffix))
 
@@ -61,7 +45,7 @@ def test_unknown_route_on_metrics_records_every_run_and_says_so_once(caplog) -> 
     exporter = exporter_for(server, concurrency=4)
     runs = [run_json(f"run-{n}", total_duration_ns=(n + 1) * 10**9) for n in range(8)]
     with caplog.at_level(logging.WARNING):
-        drive(server, exporter, runs)
+        poll_with(server, exporter, runs, 3)
     samples = served_samples(exporter)
     assert runs_counted(samples) == 8
     assert select(samples, "letta_exporter_runs_lost_total", ()) == {}
@@ -86,7 +70,7 @@ def test_a_run_lacking_its_row_is_recorded_without_it_and_the_endpoint_stays() -
     server = HostileLetta(overrides={"/metrics": metrics}).start()
     exporter = exporter_for(server)
     # run-0's duration waits for listings that might bring it (four), then takes the wall clock.
-    drive(server, exporter, [run_json(f"run-{n}", total_duration_ns=None) for n in range(3)], ticks=7)
+    poll_with(server, exporter, [run_json(f"run-{n}", total_duration_ns=None) for n in range(3)], 7)
     samples = served_samples(exporter)
     assert runs_counted(samples) == 3
     assert select(samples, "letta_exporter_runs_lost_total", ()) == {}
@@ -99,7 +83,7 @@ def test_several_runs_in_a_row_lacking_it_make_the_endpoint_missing() -> None:
     gone = json_reply({"detail": "no such thing here"}, 404)
     server = HostileLetta(overrides={"/metrics": lambda p, q: gone}).start()
     exporter = exporter_for(server, concurrency=1)
-    drive(server, exporter, [run_json(f"run-{n}") for n in range(6)])
+    poll_with(server, exporter, [run_json(f"run-{n}") for n in range(6)], 3)
     samples = served_samples(exporter)
     assert runs_counted(samples) == 6
     assert samples[("letta_exporter_endpoint_available", (("endpoint", "retrieve_metrics_for_run"),))] == 0
@@ -117,7 +101,7 @@ def test_only_a_404_for_the_run_itself_means_deleted_and_it_is_counted_once(capl
 
     server.overrides["/v1/runs/run-deleted"] = retrieve
     with caplog.at_level(logging.WARNING):
-        drive(server, exporter, listed, ticks=4)
+        poll_with(server, exporter, listed, 4)
     samples = served_samples(exporter)
     assert select(samples, "letta_exporter_runs_lost_total", ("reason",)) == {("deleted",): 1.0}
     assert runs_counted(samples) == 1

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile_server import HostileLetta, json_reply, run_json
+from tests.hostile_server import HostileLetta, json_reply, poll_with, run_json
 from tests.support import (
     assert_matches_truth,
     make_exporter,
@@ -139,19 +139,7 @@ def stream_server(global_rows, own_rows) -> HostileLetta:
 
 def drive(server: HostileLetta, runs: list[dict], polls: int, **settings: Any):
     exporter = make_exporter(server, enrich_metrics=False, **settings)
-
-    async def scenario() -> None:
-        await exporter.poller.tick()  # baseline on an empty server
-        server.runs = runs
-        for _ in range(polls):
-            await exporter.poller.tick()
-            await exporter.enricher.join()
-        await exporter.client.aclose()
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        server.stop()
+    poll_with(server, exporter, runs, polls)
     return exporter
 
 
