@@ -43,6 +43,12 @@ class ActivityLog:
         self._recorded = metrics.totals.version
         self._stalled_polls = 0
 
+    def begin(self) -> None:
+        """At the first poll's start: the figures the first summary counts from (runs restored from a
+        state file already in them, runs the first poll records not yet)."""
+        if self._last is None:
+            self._last = (self.clock(), *self._figures())
+
     def after_poll(self, reached: bool, *, seen: int, agents: int) -> None:
         now = self.clock()
         if reached and not self._first_done:
@@ -72,7 +78,9 @@ class ActivityLog:
         when runs are recorded again: never a silent zero."""
         tracker = self.tracker
         recorded = self.metrics.totals.version
-        waiting = bool(tracker.pending) or tracker.deferred_since is not None
+        # Runs looking for figures Letta writes late wait a bounded while by design: not a stall.
+        stuck = any(not entry.settling for entry in tracker.pending.values())
+        waiting = stuck or tracker.deferred_since is not None
         if recorded != self._recorded or not waiting:
             if self._stalled_polls >= STALLED_POLLS:
                 log.warning("recording runs again after %d polls without one", self._stalled_polls)

@@ -61,6 +61,7 @@ class EnrichOptions:
     retry_delay: float = defaults.POLL_INTERVAL  # after a failed read: about a poll interval
     settle_delay: float = 0.25  # after Letta listed a run before writing its figures; doubles each look
     max_listing_wait: float = 30.0  # seconds a look waits for the run to be listed again, at most
+    late_window: float = 30.0  # seconds after its end past which a run's late figures are not waited for
 
 
 class Verdict(Enum):
@@ -227,7 +228,15 @@ class Enricher:
                 self.metrics.enrichment_given_up.labels(source.value).inc()
             log.warning("recording run %s without %s after %d tries", run.id,
                         ", ".join(failed), entry.failures)  # fmt: skip
-        may_settle = entry.settle_checks < options.max_settle_checks
+        # Letta writes a run's late figures within moments of its end: a run that ended long before
+        # the newest run listed (a backlog, a restart) gets no looks for them.
+        watermark, ended = self.tracker.watermark, run.completed_at
+        long_ended = (
+            watermark is not None
+            and ended is not None
+            and (watermark - ended.timestamp() > options.late_window)
+        )
+        may_settle = entry.settle_checks < options.max_settle_checks and not long_ended
         figures = resolve(run, reads, self.usable, may_settle=may_settle)
         # Only an exported trace waits for stragglers (spans reach trace storage in batches); the
         # TTFT fallback takes what is there.
@@ -248,6 +257,7 @@ class Enricher:
             if trace_late:
                 reads.data.pop(Source.TRACE, None)
                 reads.trace_rows = None
+            entry.settling = True
             return Verdict.SETTLE, {}
         return Verdict.RECORD, figures or {}
 

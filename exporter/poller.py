@@ -66,6 +66,7 @@ class Poller:
         async with self._tick_lock:
             self._ticking = asyncio.current_task()
             self.enricher.start()
+            self.activity.begin()
             if not self.breaker.allow():
                 self._publish(False)
                 return

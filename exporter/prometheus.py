@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from exporter import __version__, defaults
 from exporter import families as f
 from exporter.exposition import Exposition
+from exporter.figures import listed_agent
 from exporter.labels import AgentLabeler, enum_label, free_label
 from exporter.letta.models import Run
 from exporter.outcome import RunOutcome
@@ -105,7 +106,7 @@ class ExporterMetrics:
         counts: CounterOf[tuple[str, ...]] = CounterOf()
         oldest: float | None = None
         for run in runs:
-            counts[(*self.agent(run.agent_id), enum_label(run.status))] += 1
+            counts[(*self.agent(listed_agent(run)), enum_label(run.status))] += 1
             if run.created_at is not None:
                 created = run.created_at.timestamp()
                 oldest = created if oldest is None else min(oldest, created)

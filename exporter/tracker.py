@@ -34,6 +34,7 @@ class PendingRun:
     relistings: int = 0  # listings of the run since it was taken in (each may bring a late figure)
     relistings_seen: int = 0  # ``relistings`` at the last settle look
     looked_at: float = field(default_factory=time.monotonic)  # the last settle look that counted
+    settling: bool = False  # waiting for figures Letta writes late: a bounded wait, not a stall
     admitted_at: float = field(default_factory=time.time)
     # The steps stream's part (exporter/steps_stream.py): reads that did not yet cover the run, and
     # whether its steps are to be read per run after all (or as well, to check the stream).

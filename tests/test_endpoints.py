@@ -166,3 +166,22 @@ def test_a_pending_run_below_the_horizon_is_listed_again_and_nothing_else_there_
         server.stop()
     assert tracker.pending["run-waiting"].run.total_duration_ns == 7 * 10**9
     assert "run-old-recorded-long-ago" not in tracker.pending
+
+
+def test_a_run_that_ended_long_before_the_newest_is_not_held_for_late_figures() -> None:
+    """Letta writes a run's late figures within moments of its end: a run listed without its
+    duration that ended minutes before the newest run (a backlog, 0.11's background runs after a
+    restart) is recorded at once from the next source, not looked at again and again."""
+    now = time.time()
+
+    def stamp(seconds_ago: float, zone: str = "Z") -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - seconds_ago)) + ".000000" + zone
+
+    old = run_json("run-old", created_at=stamp(125), completed_at=stamp(120, ""), total_duration_ns=None)
+    server = HostileLetta(overrides={"/metrics": lambda p, q: UNKNOWN_ROUTE}).start()
+    exporter = exporter_for(server)
+    exporter.enricher.options = replace(exporter.enricher.options, settle_delay=60)  # a look: too late
+    poll_with(server, exporter, [run_json("run-new", created_at=stamp(1)), old], 1)
+    samples = served_samples(exporter)
+    assert runs_counted(samples) == 2
+    assert "run-old" in exporter.tracker.finalised

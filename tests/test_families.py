@@ -117,6 +117,19 @@ def test_active_runs_read_zero_per_status_for_every_agent_seen() -> None:
     assert set(scrape(metrics)["letta_active_runs"].values()) == {0.0}
 
 
+def test_a_run_in_flight_on_letta_011_is_labelled_with_the_agent_its_metadata_names() -> None:
+    """Letta 0.11's runs carry their agent only in metadata (a real 0.11.7 listed runs in flight so):
+    the gauge takes it from there, not 'unknown'."""
+    metrics = ExporterMetrics(CollectorRegistry())
+    listed = Run.model_validate(
+        {"id": "run-1", "status": "created", "metadata": {"job_type": "send_message", "agent_id": "agent-9"}}
+    )
+    metrics.set_active([listed])
+    active = scrape(metrics)["letta_active_runs"]
+    assert active[(("agent_id", "agent-9"), ("status", "created"))] == 1.0
+    assert not any(("agent_id", "unknown") in labels for labels in active)
+
+
 def test_active_runs_without_the_agent_label_read_zero_per_status_from_the_start() -> None:
     metrics = ExporterMetrics(CollectorRegistry(), agent_label=False)
     assert scrape(metrics)["letta_active_runs"] == {(("status", s),): 0.0 for s in ACTIVE_STATUSES}
