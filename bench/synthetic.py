@@ -88,5 +88,5 @@ def outcome_of(
         from exporter.outcome import Enrichment  # type: ignore[attr-defined]
 
         return compute_outcome(run, Enrichment(run_metrics=metrics, steps=steps))
-    reads = Reads({Source.METRICS: metrics, Source.STEPS: steps})
+    reads = Reads({Source.RUN_METRICS: metrics, Source.STEPS: steps})
     return compute_outcome(run, resolve(run, reads, lambda source: True, may_settle=False) or {})

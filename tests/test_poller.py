@@ -99,7 +99,7 @@ def test_runs_visible_later_than_a_short_read_reaches_are_found_by_the_deep_pass
 
     exporter = run(scenario())
     truth = sim.truth()
-    assert len(truth) > 200
+    assert len(truth) > 120  # about 40 runs/s for 4-6 s, however slow the ticks
     assert_matches_truth(served_samples(exporter), truth)
 
 

@@ -342,6 +342,13 @@ def test_max_runs_bounds_generation_and_truth_says_when_it_is_done(sim_factory, 
     assert summary["usage"]["runs"] == len(sim.truth()) == 25
     totals = {(o["status"], o["stop_reason"]): o["runs"] for o in summary["by_outcome"]}
     assert totals == sim.truth_totals()
+    # Each outcome again, with the stop reason the runs' steps record: the same runs in all.
+    with_steps = Counter()
+    for o in summary["by_outcome_and_steps"]:
+        with_steps[(o["status"], o["stop_reason"])] += o["runs"]
+        if o["stop_reason"] is None and o["status"] == "failed" and o["steps_stop_reason"] is not None:
+            assert o["steps_stop_reason"] in ("error", "llm_api_error")
+    assert dict(with_steps) == sim.truth_totals()
     assert summary["usage"] == sim.truth_usage_totals()
     sim.set_rate(200)  # the bound holds across a new rate too
     time.sleep(0.2)

@@ -80,12 +80,19 @@ class TruthTotals:
     Pruning by retention does not touch these: that is what keeps a long benchmark checkable."""
 
     by_outcome: Counter[tuple[str, str | None]] = field(default_factory=Counter)
+    # The same, with the stop reason the run's step rows record (the last one that has one): what a
+    # reader sees of a run whose own row has none (a 0.11 run, a 0.16.8 failed run).
+    by_outcome_and_steps: Counter[tuple[str, str | None, str | None]] = field(default_factory=Counter)
     usage: Counter[str] = field(default_factory=Counter)
 
     def add(self, run: TruthRun, sign: int = 1) -> None:
-        self.by_outcome[(run.status, run.stop_reason)] += sign
-        if self.by_outcome[(run.status, run.stop_reason)] == 0:
-            del self.by_outcome[(run.status, run.stop_reason)]
+        for counter, key in (
+            (self.by_outcome, (run.status, run.stop_reason)),
+            (self.by_outcome_and_steps, (run.status, run.stop_reason, _steps_stop_reason(run))),
+        ):
+            counter[key] += sign
+            if counter[key] == 0:
+                del counter[key]
         self.usage["runs"] += sign
         self.usage["steps"] += sign * run.num_steps
         self.usage["tool_calls"] += sign * len(run.tools_used)
@@ -96,3 +103,7 @@ class TruthTotals:
             self.usage["cache_read_tokens"] += sign * step.cache_read_tokens
             self.usage["cache_creation_tokens"] += sign * step.cache_creation_tokens
             self.usage["reasoning_tokens"] += sign * step.reasoning_tokens
+
+
+def _steps_stop_reason(run: TruthRun) -> str | None:
+    return next((step.stop_reason for step in reversed(run.steps) if step.stop_reason), None)

@@ -437,6 +437,10 @@ class World:
                     {"status": status, "stop_reason": stop_reason, "runs": runs}
                     for (status, stop_reason), runs in outcomes
                 ],
+                "by_outcome_and_steps": [
+                    {"status": status, "stop_reason": stop_reason, "steps_stop_reason": steps, "runs": runs}
+                    for (status, stop_reason, steps), runs in self._totals.by_outcome_and_steps.items()
+                ],
                 "usage": {key: self._totals.usage[key] for key in USAGE_KEYS},
             }
 
